@@ -1,0 +1,160 @@
+"""Node faults for tests: lost pods, a NotReady node, node-pressure eviction, bad images.
+
+Each runs on the pod's own worker thread (`PodWorker.call`), so it never races the worker's
+status writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotFound
+from .events import now
+from .podresources import container_resource, format_bytes
+from .status import ContainerRecord, waiting
+
+if TYPE_CHECKING:
+    from .cgroups import CgroupBackend
+    from .pod_worker import PodWorker
+
+
+class NodeFaults:
+    """Mixed into Kubelet: the public fault methods."""
+
+    if TYPE_CHECKING:  # provided by Kubelet
+        store: Any
+        node_name: str
+        ready: bool
+        failing_images: list[str]
+        workers: dict[str, PodWorker]
+        backend: CgroupBackend
+        _lock: threading.RLock
+
+        def worker_for(
+            self, namespace: str, name: str
+        ) -> tuple[dict[str, Any], PodWorker | None]: ...
+        def set_node_status(self, ready: bool) -> None: ...
+        def _on_pod(self, event_type: str, pod: dict[str, Any]) -> None: ...
+        def record(self, pod: Any, reason: str, message: str, type: str = "Normal") -> None: ...
+
+    def lose_pod(self, namespace: str, name: str) -> None:
+        """As if the pod's node vanished: its processes die and the pod leaves the store
+        without any final status (what pod GC does for pods of a deleted node)."""
+        pod, worker = self.worker_for(namespace, name)
+        if worker is not None:
+            with contextlib.suppress(RuntimeError):  # already finished
+                worker.call(worker.freeze)
+            worker.thread.join(10)
+        with contextlib.suppress(NotFound):
+            self.store.delete(
+                "pods",
+                namespace,
+                name,
+                grace_period_seconds=0,
+                preconditions={"uid": pod["metadata"]["uid"]},
+            )
+
+    def set_node_ready(self, ready: bool = True, pod_phase: str = "Unknown") -> None:
+        """NotReady: like the node lifecycle controller after the node stops reporting. The
+        node's Ready condition goes Unknown with unreachable taints; its pods' processes die
+        and each running pod gets `pod_phase` ("Unknown" or "Failed") with reason NodeLost.
+        Ready again: the node is schedulable and the kubelet runs new pods again."""
+        if pod_phase not in ("Unknown", "Failed", "Running"):
+            raise ValueError(f"pod_phase must be Unknown, Failed or Running, not {pod_phase!r}")
+        with self._lock:
+            self.ready = ready
+            workers = [w for w in self.workers.values() if not w.finished]
+        self.set_node_status(ready)
+        if not ready:
+            for w in workers:
+                with contextlib.suppress(RuntimeError):
+                    w.call(functools.partial(_node_lost, self, w, pod_phase))
+            return
+        pods, _ = self.store.list("pods", field_selector=f"spec.nodeName={self.node_name}")
+        for pod in pods:
+            self._on_pod("ADDED", pod)  # pods bound while the node was away start now
+
+    def evict_pod(self, namespace: str, name: str, message: str | None = None) -> dict[str, Any]:
+        """Node-pressure eviction with a hard threshold (grace 0): containers are killed, the
+        pod ends Failed with `reason: Evicted` and a DisruptionTarget condition
+        (TerminationByKubelet), with the eviction manager's message. Returns the pod."""
+        _, worker = self.worker_for(namespace, name)
+        if worker is None:
+            raise NotFound(f'pod "{name}" is not running on node {self.node_name}')
+
+        def evict() -> None:
+            text = message or _pressure_message(self, worker)
+            worker._extra_conditions = [
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "TerminationByKubelet",
+                    "message": text,
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now(),
+                }
+            ]
+            self.record(worker.pod, "Evicted", text, "Warning")
+            worker.terminate("Failed", "Evicted", text)
+
+        worker.call(evict)
+        worker.thread.join(10)
+        return dict(self.store.get("pods", namespace, name))
+
+    def fail_image_pulls(self, *patterns: str) -> None:
+        """Images matching any glob fail to pull from now on (ErrImagePull/ImagePullBackOff)."""
+        self.failing_images.extend(patterns)
+
+
+def _node_lost(kubelet: NodeFaults, worker: PodWorker, phase: str) -> None:
+    text = f"Node {kubelet.node_name} which was running pod {worker.name} is unresponsive"
+    worker._frozen = True
+    worker._override = (phase, "NodeLost", text)
+    worker.write_status()
+    worker.freeze()
+
+
+def _pressure_message(kubelet: NodeFaults, worker: PodWorker) -> str:
+    """The eviction manager's newer format (note the trailing space, as real ones have)."""
+    parts = []
+    for rec in worker.main:
+        usage = kubelet.backend.memory_usage(rec.cgroup)
+        request = container_resource(rec.spec, "requests", "memory") or 0
+        parts.append(
+            f"Container {rec.name} was using {usage // 1024}Ki, request is "
+            f"{format_bytes(request)}, has larger consumption of memory. "
+        )
+    return (
+        "The node was low on resource: memory. Threshold quantity: 100Mi, available: 0Ki. "
+        + "".join(parts)
+    )
+
+
+def image_pull_failed(worker: PodWorker, rec: ContainerRecord, image: str) -> None:
+    """ErrImagePull and ImagePullBackOff alternate, as kubelet's image back-off shows them."""
+    k = worker.kubelet
+    error = (
+        f'failed to pull and unpack image "{image}": failed to resolve reference '
+        f'"{image}": {image}: not found'
+    )
+    rec.pull_attempts += 1
+    attempt = rec.pull_attempts
+    if attempt % 2:
+        k.record(worker.pod, "Pulling", f'Pulling image "{image}"', path=rec)
+        k.record(
+            worker.pod, "Failed", f'Failed to pull image "{image}": {error}', "Warning", path=rec
+        )
+        k.record(worker.pod, "Failed", "Error: ErrImagePull", "Warning", path=rec)
+        rec.state = waiting("ErrImagePull", error)
+    else:
+        k.record(worker.pod, "BackOff", f'Back-off pulling image "{image}"', path=rec)
+        k.record(worker.pod, "Failed", "Error: ImagePullBackOff", "Warning", path=rec)
+        rec.state = waiting(
+            "ImagePullBackOff", f'Back-off pulling image "{image}": ErrImagePull: {error}'
+        )
+    lo, hi = k.image_pull_backoff
+    rec.next_start = time.monotonic() + min(hi, lo * 2 ** ((attempt - 1) // 2))

@@ -1,0 +1,129 @@
+"""Writing a pod worker's view of its pod to the store's status subresource."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotFound
+from .podresources import TERMINAL_PHASES
+from .status import ContainerRecord, pod_phase, set_condition
+
+if TYPE_CHECKING:
+    from .kubelet import Kubelet
+
+log = logging.getLogger(__name__)
+
+HOST_IP = "127.0.0.1"
+
+
+class StatusWriter:
+    """Mixin for PodWorker: builds the pod status from its container records."""
+
+    kubelet: Kubelet
+    store: Any
+    uid: str
+    namespace: str
+    name: str
+    policy: str
+    start_time: str
+    init: list[ContainerRecord]
+    main: list[ContainerRecord]
+    _override: tuple[str, str, str] | None
+    _kill_at: float | None
+    _frozen: bool
+
+    def __init__(self) -> None:
+        self._conditions: list[dict[str, Any]] = []
+        self._extra_conditions: list[dict[str, Any]] = []  # DisruptionTarget from faults
+        self._last: dict[str, Any] | None = None
+
+    @property
+    def running(self) -> list[ContainerRecord]:
+        raise NotImplementedError
+
+    def phase(self) -> str:
+        if self._override is not None:
+            return self._override[0]
+        if self._kill_at is not None and not self.running:
+            # Since 1.27 a deleted pod ends in a terminal phase before it goes away.
+            ok = all(r.exit_code == 0 for r in self.main)
+            return "Succeeded" if ok else "Failed"
+        return pod_phase(self.policy, self.init, self.main)
+
+    def build_status(self) -> dict[str, Any]:
+        phase = self.phase()
+        terminal = phase in TERMINAL_PHASES
+        incomplete = [r.name for r in self.init if r.exit_code != 0]
+        unready = [r.name for r in self.main if not r.is_running]
+        conds = self._conditions
+        conds = set_condition(conds, "PodReadyToStartContainers", "True")
+        if incomplete:
+            msg = f"containers with incomplete status: [{' '.join(incomplete)}]"
+            conds = set_condition(conds, "Initialized", "False", "ContainersNotInitialized", msg)
+        else:
+            conds = set_condition(conds, "Initialized", "True")
+        for type_ in ("Ready", "ContainersReady"):
+            if terminal or self._frozen:
+                reason = "PodCompleted" if terminal else "NodeNotReady"
+                conds = set_condition(conds, type_, "False", reason)
+            elif unready:
+                msg = f"containers with unready status: [{' '.join(unready)}]"
+                conds = set_condition(conds, type_, "False", "ContainersNotReady", msg)
+            else:
+                conds = set_condition(conds, type_, "True")
+        self._conditions = conds
+        status: dict[str, Any] = {
+            "phase": phase,
+            "conditions": [*conds, *self._extra_conditions],
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
+            "podIP": HOST_IP,
+            "podIPs": [{"ip": HOST_IP}],
+            "startTime": self.start_time,
+        }
+        if self._frozen and self._last is not None:
+            for key in ("initContainerStatuses", "containerStatuses"):
+                if key in self._last:
+                    status[key] = self._last[key]
+        else:
+            if self.init:
+                status["initContainerStatuses"] = [r.status() for r in self.init]
+            status["containerStatuses"] = [r.status() for r in self.main]
+        if self._override is not None:
+            status["reason"], status["message"] = self._override[1], self._override[2]
+        return status
+
+    def write_status(self) -> None:
+        """Write the status if it changed; foreign conditions and qosClass are kept."""
+        mine = self.build_status()
+        if mine == self._last:
+            return
+        mine_types = {c["type"] for c in mine["conditions"]}
+
+        def fn(pod: dict[str, Any]) -> bool:
+            if pod["metadata"].get("uid") != self.uid:
+                return False  # a new pod took the name
+            old = pod.get("status") or {}
+            foreign = [c for c in old.get("conditions") or [] if c.get("type") not in mine_types]
+            if not any(c.get("type") == "PodScheduled" for c in foreign):
+                foreign.append(
+                    {
+                        "type": "PodScheduled",
+                        "status": "True",
+                        "lastProbeTime": None,
+                        "lastTransitionTime": self.start_time,
+                    }
+                )
+            new = {**old, **mine, "conditions": [*mine["conditions"], *foreign]}
+            for key in ("reason", "message"):
+                if key not in mine:
+                    new.pop(key, None)
+            pod["status"] = new
+            return True
+
+        try:
+            self.store.mutate("pods", self.namespace, self.name, fn, subresource="status")
+            self._last = mine
+        except NotFound:
+            self._last = mine  # deleted meanwhile: the watch tells the kubelet
