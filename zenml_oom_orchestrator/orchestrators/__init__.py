@@ -1,0 +1,1 @@
+"""The OOM-aware Kubernetes orchestrator, its orchestrator-pod entrypoint and store sync."""

@@ -1,0 +1,143 @@
+"""A real local ZenML server (``zenml login --local``) in a throw-away config directory.
+
+Used by the integration tests and the demo. Everything lives under one directory, so a test run
+never touches the user's own ZenML config, and stopping the server leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Variables that make a process talk to *this* server and nothing else.
+_QUIET_ENV = {
+    "ZENML_ANALYTICS_OPT_IN": "false",
+    "ZENML_AUTO_OPEN_DASHBOARD": "false",
+    "ZENML_ENABLE_RICH_TRACEBACK": "false",
+    "ZENML_LOGGING_COLORS_DISABLED": "true",
+}
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def zenml_cli() -> list[str]:
+    """The `zenml` command installed next to the interpreter running this code (the venv's)."""
+    script = Path(sys.executable).with_name("zenml")
+    return [str(script)] if script.exists() else ["zenml"]
+
+
+@dataclass
+class LocalZenServer:
+    """A running local ZenML server and the config directory that points at it."""
+
+    config_path: Path
+    port: int
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """A full environment for a subprocess that should use this server."""
+        return {
+            **os.environ,
+            **_QUIET_ENV,
+            "ZENML_CONFIG_PATH": str(self.config_path),
+            **self.extra_env,
+        }
+
+    def cli(
+        self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `zenml ARGS...` against this server; output is captured as text."""
+        proc = subprocess.run(
+            [*zenml_cli(), *args],
+            env=self.env(),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(
+                f"`zenml {' '.join(args)}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def activate_in_process(self) -> None:
+        """Point this Python process's ZenML client at the server.
+
+        ZenML keeps its global config and client as singletons, so they are reset after the
+        environment changes.
+        """
+        os.environ.update(_QUIET_ENV)
+        os.environ["ZENML_CONFIG_PATH"] = str(self.config_path)
+        os.environ.update(self.extra_env)
+        from zenml.client import Client
+        from zenml.config.global_config import GlobalConfiguration
+
+        GlobalConfiguration._reset_instance()
+        Client._reset_instance()
+
+    def _daemon_pid(self) -> int | None:
+        pid_file = self.config_path / "zen_server" / "daemon" / "service.pid"
+        try:
+            return int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        """`zenml logout --local`; kill the daemon by its pid file if that did not work."""
+        pid = self._daemon_pid()
+        with contextlib.suppress(Exception):
+            self.cli("logout", "--local", check=False, timeout=60)
+        if pid is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.1)
+
+
+def start_local_zen_server(config_path: Path, port: int | None = None) -> LocalZenServer:
+    """Start a NO_AUTH SQLite ZenML server with its config in ``config_path`` (about 15 s)."""
+    config_path.mkdir(parents=True, exist_ok=True)
+    server = LocalZenServer(config_path=config_path, port=port or free_port())
+    try:
+        server.cli("login", "--local", "--port", str(server.port), timeout=180)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@contextlib.contextmanager
+def local_zen_server(config_path: Path, port: int | None = None) -> Iterator[LocalZenServer]:
+    """Context manager around :func:`start_local_zen_server` that always stops the server."""
+    server = start_local_zen_server(config_path, port)
+    try:
+        yield server
+    finally:
+        server.stop()
