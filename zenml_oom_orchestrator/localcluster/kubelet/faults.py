@@ -29,7 +29,7 @@ class NodeFaults:
         store: Any
         node_name: str
         ready: bool
-        failing_images: list[str]
+        image_pull_failures: list[str]
         workers: dict[str, PodWorker]
         backend: CgroupBackend
         _lock: threading.RLock
@@ -107,7 +107,7 @@ class NodeFaults:
 
     def fail_image_pulls(self, *patterns: str) -> None:
         """Images matching any glob fail to pull from now on (ErrImagePull/ImagePullBackOff)."""
-        self.failing_images.extend(patterns)
+        self.image_pull_failures.extend(patterns)
 
 
 def _node_lost(kubelet: NodeFaults, worker: PodWorker, phase: str) -> None:

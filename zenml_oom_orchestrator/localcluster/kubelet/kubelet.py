@@ -50,7 +50,7 @@ class Kubelet(NodeFaults):
         cluster_id: str | None = None,
         restart_backoff: tuple[float, float] = (0.2, 5.0),
         image_pull_backoff: tuple[float, float] = (0.5, 5.0),
-        failing_images: Sequence[str] = (),
+        image_pull_failures: Sequence[str] = (),
         extra_env: Mapping[str, str] | None = None,
         inherit_env: bool = True,
         default_cwd: str | None = None,
@@ -69,7 +69,7 @@ class Kubelet(NodeFaults):
         self.backend: CgroupBackend = None  # type: ignore[assignment]  # set by start()
         self.restart_backoff = restart_backoff
         self.image_pull_backoff = image_pull_backoff
-        self.failing_images: list[str] = list(failing_images)
+        self.image_pull_failures: list[str] = list(image_pull_failures)
         self.base_env = {**(os.environ if inherit_env else {}), **(extra_env or {})}
         self.default_cwd = default_cwd or os.getcwd()
         self._work_dir_given = work_dir is not None
@@ -189,7 +189,7 @@ class Kubelet(NodeFaults):
         return get
 
     def image_pull_fails(self, image: str) -> bool:
-        return any(fnmatch.fnmatchcase(image, p) for p in self.failing_images)
+        return any(fnmatch.fnmatchcase(image, p) for p in self.image_pull_failures)
 
     def log_path(self, uid: str, container: str, run: int) -> Path:
         return self.dir / "logs" / uid / container / f"{run}.log"

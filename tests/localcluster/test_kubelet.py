@@ -1,0 +1,238 @@
+"""The kubelet with real processes and real kernel OOM kills in memory cgroups."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zenml_oom_orchestrator.localcluster.kubelet import Kubelet
+from zenml_oom_orchestrator.localcluster.kubelet.testing import (
+    allocate_command,
+    events_for,
+    pod_body,
+    running_node,
+    wait_pod,
+)
+from zenml_oom_orchestrator.localcluster.store import Store
+from zenml_oom_orchestrator.localcluster.testing import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[Store, Kubelet]]:
+    with running_node(tmp_path) as pair:
+        if not pair[1].backend.enforcing:
+            pytest.skip("no memory cgroups on this machine")
+        yield pair
+
+
+def main_status(pod: dict[str, Any]) -> dict[str, Any]:
+    return dict(pod["status"]["containerStatuses"][0])
+
+
+def test_oom_under_256mi_is_failed_oomkilled_137_with_event(node: tuple[Store, Kubelet]) -> None:
+    store, _ = node
+    store.create("pods", pod_body("hog", allocate_command(600), "256Mi"))
+    pod = wait_pod(store, "hog")
+    term = main_status(pod)["state"]["terminated"]
+    assert pod["status"]["phase"] == "Failed"
+    assert (term["reason"], term["exitCode"]) == ("OOMKilled", 137)
+    assert term["startedAt"] and term["finishedAt"]
+    oom = [e for e in events_for(store, "hog") if e["reason"] == "OOMKilling"]
+    assert oom and oom[0]["type"] == "Warning"
+    assert oom[0]["message"].startswith("Memory cgroup out of memory: Killed process")
+    reasons = [e["reason"] for e in events_for(store, "hog")]
+    assert reasons[:4] == ["Scheduled", "Pulled", "Created", "Started"]
+
+
+def test_same_allocation_under_1gi_succeeds(node: tuple[Store, Kubelet]) -> None:
+    store, kubelet = node
+    store.create("pods", pod_body("fits", allocate_command(600), "1Gi"))
+    pod = wait_pod(store, "fits")
+    assert pod["status"]["phase"] == "Succeeded"
+    term = main_status(pod)["state"]["terminated"]
+    assert (term["reason"], term["exitCode"]) == ("Completed", 0)
+    assert "allocated 600 MiB" in kubelet.read_log("default", "fits")
+    conditions = {c["type"]: c for c in pod["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "PodCompleted"
+    assert conditions["PodScheduled"]["status"] == "True"
+    assert (pod["status"]["podIP"], pod["status"]["hostIP"]) == ("127.0.0.1", "127.0.0.1")
+
+
+def test_child_oom_killed_while_pid1_exits_1_is_oomkilled(node: tuple[Store, Kubelet]) -> None:
+    store, _ = node
+    script = (
+        "import subprocess, sys; "
+        f"r = subprocess.run({allocate_command(600)!r}); "
+        "print('child returned', r.returncode); sys.exit(1)"
+    )
+    store.create("pods", pod_body("child", [sys.executable, "-c", script], "256Mi"))
+    term = main_status(wait_pod(store, "child"))["state"]["terminated"]
+    assert (term["reason"], term["exitCode"]) == ("OOMKilled", 1)
+
+
+def test_env_field_refs_secrets_and_working_dir(
+    node: tuple[Store, Kubelet], tmp_path: Path
+) -> None:
+    store, kubelet = node
+    secret = {
+        "metadata": {"name": "creds"},
+        "data": {"token": base64.b64encode(b"s3cr3t").decode()},
+    }
+    store.create("secrets", secret, namespace="default")
+    env = [
+        {"name": "PLAIN", "value": "v1"},
+        {"name": "EXPANDED", "value": "$(PLAIN)-x"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+        {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+    ]
+    names = [e["name"] for e in env]
+    script = f"import os; print(os.getcwd()); print(*[os.environ[n] for n in {names!r}], sep='|')"
+    body = pod_body("envy", ["python3", "-c", script])
+    body["metadata"]["labels"] = {"app": "demo"}
+    body["spec"]["containers"][0].update(env=env, workingDir=str(tmp_path / "wd"))
+    created = store.create("pods", body)
+    assert wait_pod(store, "envy")["status"]["phase"] == "Succeeded"
+    cwd, values = kubelet.read_log("default", "envy").splitlines()
+    assert cwd == str(tmp_path / "wd")
+    uid = created["metadata"]["uid"]
+    assert values.split("|") == [
+        "v1",
+        "v1-x",
+        "envy",
+        "default",
+        uid,
+        "demo",
+        "node-1",
+        "127.0.0.1",
+        "s3cr3t",
+    ]
+
+
+def test_missing_secret_is_create_container_config_error(node: tuple[Store, Kubelet]) -> None:
+    store, _ = node
+    body = pod_body("nosecret", ["true"])
+    ref = {"secretKeyRef": {"name": "absent", "key": "k"}}
+    body["spec"]["containers"][0]["env"] = [{"name": "X", "valueFrom": ref}]
+    store.create("pods", body)
+
+    def waiting() -> Any:
+        statuses = store.get("pods", "default", "nosecret")["status"].get("containerStatuses")
+        return statuses and statuses[0]["state"].get("waiting", {}).get("reason")
+
+    assert wait_for(waiting, what="waiting reason") in ("CreateContainerConfigError",)
+    assert store.get("pods", "default", "nosecret")["status"]["phase"] == "Pending"
+
+
+def test_init_containers_run_first_in_order(node: tuple[Store, Kubelet], tmp_path: Path) -> None:
+    store, _ = node
+    trace = tmp_path / "trace"
+
+    def step(word: str) -> list[str]:
+        return ["sh", "-c", f"echo {word} >> {trace}"]
+
+    body = pod_body("inits", step("main"))
+    body["spec"]["initContainers"] = [
+        {"name": "first", "image": "busybox", "command": step("first")},
+        {"name": "second", "image": "busybox", "command": step("second")},
+    ]
+    pod = wait_pod(store, store.create("pods", body)["metadata"]["name"])
+    assert pod["status"]["phase"] == "Succeeded"
+    assert trace.read_text().split() == ["first", "second", "main"]
+    inits = pod["status"]["initContainerStatuses"]
+    assert [s["state"]["terminated"]["reason"] for s in inits] == ["Completed", "Completed"]
+
+
+def test_on_failure_restarts_with_last_state_and_restart_count(
+    node: tuple[Store, Kubelet], tmp_path: Path
+) -> None:
+    store, kubelet = node
+    marker = tmp_path / "marker"
+    script = f"test -e {marker} && echo second || {{ touch {marker}; echo first; exit 3; }}"
+    store.create("pods", pod_body("flaky", ["sh", "-c", script], restart_policy="OnFailure"))
+    pod = wait_pod(store, "flaky")
+    status = main_status(pod)
+    assert pod["status"]["phase"] == "Succeeded"
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 3
+    assert status["lastState"]["terminated"]["reason"] == "Error"
+    assert kubelet.read_log("default", "flaky").strip() == "second"
+    assert kubelet.read_log("default", "flaky", previous=True).strip() == "first"
+    assert any(e["reason"] == "BackOff" for e in events_for(store, "flaky"))
+
+
+def test_never_reports_error_exit_code(node: tuple[Store, Kubelet]) -> None:
+    store, kubelet = node
+    store.create("pods", pod_body("bad", ["sh", "-c", "seq 1 5; echo oops >&2; exit 3"]))
+    pod = wait_pod(store, "bad")
+    term = main_status(pod)["state"]["terminated"]
+    assert (pod["status"]["phase"], term["reason"], term["exitCode"]) == ("Failed", "Error", 3)
+    assert kubelet.read_log("default", "bad", tail_lines=2) == "5\noops\n"
+
+
+def test_missing_executable_is_start_error(node: tuple[Store, Kubelet]) -> None:
+    store, _ = node
+    store.create("pods", pod_body("nocmd", ["definitely-not-a-command"]))
+    term = main_status(wait_pod(store, "nocmd"))["state"]["terminated"]
+    assert (term["reason"], term["exitCode"]) == ("StartError", 128)
+    assert "executable file not found" in term["message"]
+
+
+def test_active_deadline_fails_pod(node: tuple[Store, Kubelet]) -> None:
+    store, _ = node
+    store.create("pods", pod_body("slow", ["sleep", "30"], activeDeadlineSeconds=1))
+    pod = wait_pod(store, "slow", timeout=10)
+    assert (pod["status"]["phase"], pod["status"]["reason"]) == ("Failed", "DeadlineExceeded")
+    assert main_status(pod)["state"]["terminated"]["exitCode"] == 137
+
+
+def test_delete_kills_process_group_and_removes_cgroup(node: tuple[Store, Kubelet]) -> None:
+    store, kubelet = node
+    # A child that ignores SIGTERM: only the group SIGKILL after the grace period ends it.
+    script = "trap '' TERM; sleep 60 & echo $!; wait"
+    store.create("pods", pod_body("victim", ["sh", "-c", script], terminationGracePeriodSeconds=1))
+    pod = wait_pod(store, "victim", phases=("Running",))
+    child = int(wait_for(lambda: kubelet.read_log("default", "victim").strip(), what="child pid"))
+    cgroup = kubelet.backend.root / pod["metadata"]["uid"]
+    assert cgroup.is_dir()
+    store.delete("pods", "default", "victim")
+
+    def gone() -> bool:
+        return not store.list("pods", field_selector="metadata.name=victim")[0]
+
+    wait_for(gone, timeout=10, what="pod removed")
+    assert not os.path.exists(f"/proc/{child}") or _zombie(child)
+    assert not cgroup.exists()
+    assert any(e["reason"] == "Killing" for e in events_for(store, "victim"))
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_stop_leaves_nothing(tmp_path: Path) -> None:
+    with running_node(tmp_path) as (store, kubelet):
+        store.create("pods", pod_body("long", ["sleep", "60"]))
+        pod = wait_pod(store, "long", phases=("Running",))
+        pid = int(main_status(pod)["containerID"].split("//")[1])
+        root, work = kubelet.backend.root, kubelet.dir
+        assert work.is_dir()
+    assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+    assert not root.exists() and not root.parent.exists()
+    assert not work.exists()
