@@ -224,19 +224,23 @@ class GarbageCollector:
 
     def _terminate_namespace(self, rt: ResourceType, ns: dict[str, Any]) -> dict[str, Any]:
         name = ns["metadata"]["name"]
+        marked = ns
         if not ns["metadata"].get("deletionTimestamp"):
             new = clone(ns)
             new["metadata"]["deletionTimestamp"] = timestamp(self.clock())
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             new.setdefault("status", {})["phase"] = "Terminating"
-            self._write_meta(rt, ns, new)
+            marked = self._write_meta(rt, ns, new)
         for other in RESOURCES.values():
             if not other.namespaced:
                 continue
             for key, obj in list(self._objects[other.plural].items()):
                 if key[0] == name and not obj["metadata"].get("deletionTimestamp"):
                     self._delete_locked(other, obj, None, "Background")
-        return self._maybe_end_namespace(name) or self._objects["namespaces"][("", name)]
+        # Deleting the contents may already have removed the namespace.
+        return (
+            self._maybe_end_namespace(name) or self._objects["namespaces"].get(("", name)) or marked
+        )
 
     def _maybe_end_namespace(self, name: str) -> dict[str, Any] | None:
         ns = self._objects["namespaces"].get(("", name))

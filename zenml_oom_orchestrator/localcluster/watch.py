@@ -40,6 +40,7 @@ def encode_event(type: str, obj: dict[str, Any]) -> bytes:
 
 
 _END = object()
+_WAKE = object()
 
 
 class Watch:
@@ -95,6 +96,10 @@ class Watch:
         self._end()
         self._on_stop(self)
 
+    def wake(self) -> None:
+        """Make a blocked `next_shared` return None now (the API server's stop and expiry)."""
+        self._q.put(_WAKE)
+
     @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
@@ -134,6 +139,8 @@ class Watch:
                 if bookmark is not None:
                     self._last_sent = time.monotonic()
                     return BOOKMARK, bookmark, None
+                return None
+            if item is _WAKE:
                 return None
             if item is _END:
                 self._q.put(_END)  # stay ended for further calls

@@ -1,0 +1,117 @@
+"""Discovery documents: what kubectl and the client read to learn which resources exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..resources import RESOURCES, ResourceType
+
+KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-oom-local"}
+
+_SINGULAR = {"namespaces": "namespace", "serviceaccounts": "serviceaccount"}
+_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"]}
+
+
+def version_info() -> dict[str, Any]:
+    return {
+        **KUBE_VERSION,
+        "gitCommit": "0" * 40,
+        "gitTreeState": "clean",
+        "buildDate": "2025-01-01T00:00:00Z",
+        "goVersion": "go1.23",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    }
+
+
+def _groups() -> dict[str, list[ResourceType]]:
+    out: dict[str, list[ResourceType]] = {}
+    for rt in RESOURCES.values():
+        out.setdefault(rt.api_version, []).append(rt)
+    return out
+
+
+def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
+    main = {
+        "name": rt.plural,
+        "singularName": _SINGULAR.get(rt.plural, rt.kind.lower()),
+        "namespaced": rt.namespaced,
+        "kind": rt.kind,
+        "verbs": list(rt.verbs),
+    }
+    if rt.short_names:
+        main["shortNames"] = list(rt.short_names)
+    if rt.plural in ("pods", "jobs", "events"):
+        main["categories"] = ["all"] if rt.plural != "events" else []
+    subs = [
+        {
+            "name": f"{rt.plural}/{sub}",
+            "singularName": "",
+            "namespaced": rt.namespaced,
+            "kind": rt.kind if sub != "log" else "Pod",
+            "verbs": _SUBRESOURCE_VERBS[sub],
+        }
+        for sub in rt.subresources
+    ]
+    return [main, *subs]
+
+
+def api_resource_list(api_version: str) -> dict[str, Any] | None:
+    """`/api/v1` or `/apis/<group>/<version>`, None for versions not served."""
+    types = _groups().get(api_version)
+    if types is None:
+        return None
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": api_version,
+        "resources": [e for rt in types for e in _resource_entries(rt)],
+    }
+
+
+def core_versions(server_address: str) -> dict[str, Any]:
+    """`/api`."""
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}
+        ],
+    }
+
+
+def _group(name: str, version: str) -> dict[str, Any]:
+    gv = {"groupVersion": f"{name}/{version}", "version": version}
+    return {"name": name, "versions": [gv], "preferredVersion": gv}
+
+
+def api_group_list() -> dict[str, Any]:
+    """`/apis`."""
+    groups = sorted({(rt.group, rt.version) for rt in RESOURCES.values() if rt.group})
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g, v) for g, v in groups]}
+
+
+def api_group(name: str) -> dict[str, Any] | None:
+    """`/apis/<group>`."""
+    for rt in RESOURCES.values():
+        if rt.group == name:
+            return {"kind": "APIGroup", "apiVersion": "v1", **_group(name, rt.version)}
+    return None
+
+
+def discovery_document(path: str, server_address: str) -> dict[str, Any] | None:
+    """The discovery body for a non-resource path, None if there is none."""
+    parts = [p for p in path.split("/") if p]
+    if parts == ["version"]:
+        return version_info()
+    if parts == ["api"]:
+        return core_versions(server_address)
+    if parts == ["apis"]:
+        return api_group_list()
+    if len(parts) == 2 and parts[0] == "api":
+        return api_resource_list(parts[1])
+    if len(parts) == 2 and parts[0] == "apis":
+        return api_group(parts[1])
+    if len(parts) == 3 and parts[0] == "apis":
+        return api_resource_list(f"{parts[1]}/{parts[2]}")
+    return None
