@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from zenml_oom_orchestrator.localcluster.kubelet.testing import (
     allocate_command,
     events_for,
     pod_body,
+    process_gone,
     running_node,
     wait_pod,
 )
@@ -88,7 +88,7 @@ def test_env_field_refs_secrets_and_working_dir(
         "data": {"token": base64.b64encode(b"s3cr3t").decode()},
     }
     store.create("secrets", secret, namespace="default")
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "PLAIN", "value": "v1"},
         {"name": "EXPANDED", "value": "$(PLAIN)-x"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -214,16 +214,9 @@ def test_delete_kills_process_group_and_removes_cgroup(node: tuple[Store, Kubele
         return not store.list("pods", field_selector="metadata.name=victim")[0]
 
     wait_for(gone, timeout=10, what="pod removed")
-    assert not os.path.exists(f"/proc/{child}") or _zombie(child)
+    assert process_gone(child)
     assert not cgroup.exists()
     assert any(e["reason"] == "Killing" for e in events_for(store, "victim"))
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_stop_leaves_nothing(tmp_path: Path) -> None:
@@ -233,6 +226,6 @@ def test_stop_leaves_nothing(tmp_path: Path) -> None:
         pid = int(main_status(pod)["containerID"].split("//")[1])
         root, work = kubelet.backend.root, kubelet.dir
         assert work.is_dir()
-    assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+    assert process_gone(pid)
     assert not root.exists() and not root.parent.exists()
     assert not work.exists()

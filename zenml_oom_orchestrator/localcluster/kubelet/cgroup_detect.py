@@ -13,6 +13,7 @@ from pathlib import Path
 from .cgroups import (
     DEFAULT_PREFIX,
     CgroupBackend,
+    CgroupError,
     CgroupV1,
     CgroupV2,
     NoCgroups,
@@ -128,7 +129,8 @@ def detect_backend(
 ) -> CgroupBackend:
     """The first backend that works here, already set up (stale trees cleaned, root made).
 
-    Order for "auto": v2 with a memory controller, v1 memory, a systemd user scope, none.
+    Order for "auto": v2 with a memory controller, v1 memory, a systemd user scope, none (with
+    a loud warning). An explicit kind that cannot work raises CgroupError.
     """
     if kind not in BACKENDS:
         raise ValueError(f"cgroup backend must be one of {BACKENDS}, not {kind!r}")
@@ -156,6 +158,8 @@ def detect_backend(
             continue
         log.info("memory cgroups: %s at %s", backend.name, backend.root)
         return backend
+    if kind not in ("auto", "none"):
+        raise CgroupError(f"cgroup backend {kind!r} is not usable here")
     none = NoCgroups(Path("/nonexistent"), prefix, cluster_id)
     none.setup()
     return none

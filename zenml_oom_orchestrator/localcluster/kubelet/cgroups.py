@@ -74,6 +74,13 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def _read_counter(path: Path, key: str) -> int:
     """`key N` from a flat-keyed cgroup file (memory.events, memory.oom_control)."""
     try:
@@ -240,7 +247,7 @@ class CgroupV2(CgroupBackend):
         for p in reversed(chain):
             if p == self.mount or self.mount in p.parents:
                 control = p / "cgroup.subtree_control"
-                if "memory" not in control.read_text().split():
+                if "memory" not in _read_text(control).split():
                     _write(control, "+memory")
 
     def _configure(self, path: Path, limit_bytes: int | None) -> None:

@@ -91,3 +91,11 @@ def wait_pod(
 def events_for(store: Store, name: str) -> list[dict[str, Any]]:
     items, _ = store.list("events", "default")
     return [e for e in items if e["involvedObject"].get("name") == name]
+
+
+def process_gone(pid: int) -> bool:
+    """True once `pid` no longer runs (a zombie not yet reaped counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
