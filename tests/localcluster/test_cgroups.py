@@ -145,12 +145,15 @@ def test_v1_limits_and_process_join_before_exec() -> None:
 @needs_v1
 def test_stale_trees_of_dead_owners_are_cleaned_live_ones_kept() -> None:
     pfx = prefix()
+    live = CgroupV1(V1_MEMORY, pfx)
+    live.setup()
     crashed = CgroupV1(V1_MEMORY, pfx, "999999999-1-dead")
     crashed.setup()
     leftover = crashed.create("pod", "main", None)
     orphan = subprocess.Popen(crashed.wrap(leftover, ["sleep", "30"]))
-    live = CgroupV1(V1_MEMORY, pfx)
-    live.setup()
+    deadline = time.monotonic() + 5
+    while orphan.pid not in crashed.pids(leftover) and time.monotonic() < deadline:
+        time.sleep(0.01)
     current = CgroupV1(V1_MEMORY, pfx)
     try:
         current.setup()

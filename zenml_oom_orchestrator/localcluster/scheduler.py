@@ -132,9 +132,14 @@ class Scheduler:
         return False
 
     def _schedule_pending(self, retry_all: bool) -> None:
-        for uid, pod in list(self._pending.items()):
-            if not (retry_all or pod.pop("_new", False)):
-                continue
+        due = [(uid, pod) for uid, pod in self._pending.items() if retry_all or pod.get("_new")]
+        if not due:
+            return
+        # Nodes are few: read them fresh, so a node that just went NotReady (its watch event
+        # possibly still on the way) never gets a pod.
+        nodes, _ = self.store.list("nodes")
+        self._nodes = {n["metadata"]["name"]: n for n in nodes}
+        for uid, pod in due:
             pod.pop("_new", None)
             self._schedule(uid, pod)
 
