@@ -100,9 +100,7 @@ def test_bounded_history_expires_old_versions(api: Api, kube: Kube) -> None:
     kube.core.create_namespaced_pod("default", pod_manifest("a"))
     old = kube.core.list_namespaced_pod("default").metadata.resource_version
     for i in range(api.store.history_size + 1):
-        api.store.mutate(
-            "pods", "default", "a", lambda o, i=i: o["metadata"].update(labels={"i": str(i)})
-        )  # type: ignore[misc]
+        kube.core.patch_namespaced_pod("a", "default", {"metadata": {"labels": {"i": str(i)}}})
     conn, resp = open_watch(api, f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={old}")
     assert read_event(resp)["object"]["code"] == 410
     conn.close()
