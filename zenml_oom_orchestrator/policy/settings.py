@@ -1,0 +1,175 @@
+"""The user-facing OOM policy: a pydantic v2 model, validated when it is configured.
+
+Every error names the field, the value and what to change, because it surfaces in
+``zenml pipeline run`` output far from this code.
+"""
+
+from __future__ import annotations
+
+import difflib
+from fractions import Fraction
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..quantity import QuantityError, format_memory, memory_bytes
+
+__all__ = ["DEFAULT_MEMORY", "OOMPolicy", "SigkillMeaning"]
+
+# The start memory when neither the policy, ResourceSettings nor pod settings give one.
+DEFAULT_MEMORY = "1Gi"
+
+SigkillMeaning = Literal["infrastructure", "oom", "app_error"]
+
+
+class OOMPolicy(BaseModel):
+    """How a step is retried when its pod dies of memory, infrastructure or its own errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_oom_retries: int = Field(
+        default=3,
+        description="How many times a step is retried with more memory after an OOM kill or a "
+        "memory-pressure eviction. 0 disables memory escalation.",
+    )
+    memory_multiplier: float = Field(
+        default=2.0,
+        description="Each OOM retry gets at least the last attempt's memory times this "
+        "(>= 1). The next memory is max(last x multiplier, last + memory_increment), "
+        "rounded up to whole Mi.",
+    )
+    memory_increment: str = Field(
+        default="256Mi",
+        description="The minimum growth per OOM retry, as a Kubernetes quantity ('256Mi') or "
+        "a ZenML byte unit ('256MiB'). Keeps small steps from growing by a few bytes.",
+    )
+    max_memory: str | None = Field(
+        default=None,
+        description="The cap: no attempt gets more memory than this. None means the largest "
+        "node's allocatable memory. A step already at the cap is not retried for OOM.",
+    )
+    initial_memory: str | None = Field(
+        default=None,
+        description="The first attempt's memory. If unset: the step's "
+        f"ResourceSettings(memory=...), then the pod settings' resources, then {DEFAULT_MEMORY}.",
+    )
+    keep_request_ratio: bool = Field(
+        default=False,
+        description="Keep the user's memory request:limit ratio when raising memory. If "
+        "false, a raised attempt asks for request = limit, which also protects it from "
+        "node-pressure eviction.",
+    )
+    max_infrastructure_retries: int = Field(
+        default=3,
+        description="How many times a step is retried at the same memory after a disruption "
+        "(preemption, drain, node shutdown, kubelet admission) or a lost node. Separate from "
+        "the OOM and app budgets.",
+    )
+    sigkill_without_reason: SigkillMeaning = Field(
+        default="infrastructure",
+        description="What a SIGKILL/SIGTERM (exit 137/143) without an OOMKilled reason "
+        "means: 'infrastructure' (retry at the same memory), 'oom' (retry with more memory) "
+        "or 'app_error' (count against the step's own retries).",
+    )
+    pending_timeout_seconds: float = Field(
+        default=600.0,
+        description="How long a pod may stay unschedulable (e.g. 'Insufficient memory') "
+        "before the step fails with a message to lower memory or add a node. Leave room "
+        "for a cluster autoscaler.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        # pydantic's "extra inputs are not permitted" does not say what was meant.
+        if isinstance(data, dict):
+            known = set(cls.model_fields)
+            for key in data:
+                if key not in known:
+                    close = difflib.get_close_matches(str(key), known, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise ValueError(
+                        f"unknown OOM policy setting {key!r} (value {data[key]!r}); {hint}"
+                        f"known settings: {', '.join(sorted(known))}"
+                    )
+        return data
+
+    @field_validator("max_oom_retries", "max_infrastructure_retries")
+    @classmethod
+    def _budget(cls, value: int, info: Any) -> int:
+        if value < 0:
+            raise ValueError(
+                f"{info.field_name}={value!r} is negative; use 0 to disable these retries or a "
+                "positive count"
+            )
+        return value
+
+    @field_validator("memory_multiplier")
+    @classmethod
+    def _multiplier(cls, value: float) -> float:
+        if not value >= 1:  # also refuses NaN
+            raise ValueError(
+                f"memory_multiplier={value!r} is below 1 and would shrink memory after an OOM "
+                "kill; use 1 (grow by memory_increment only) or more, e.g. 1.5 or 2"
+            )
+        if value > 100:
+            raise ValueError(f"memory_multiplier={value!r} is above 100; use a value from 1 to 100")
+        return value
+
+    @field_validator("memory_increment", "max_memory", "initial_memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            n_bytes = memory_bytes(value)
+        except QuantityError as err:
+            raise ValueError(f"{info.field_name}={value!r} is not a memory size: {err}") from None
+        if n_bytes == 0 and info.field_name != "memory_increment":
+            raise ValueError(f"{info.field_name}={value!r} is zero; give a size such as '2Gi'")
+        # Ints are bytes; store the readable form so the model round-trips through YAML.
+        return format_memory(n_bytes) if isinstance(value, int) else str(value)
+
+    @field_validator("pending_timeout_seconds")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if not value >= 0:
+            raise ValueError(
+                f"pending_timeout_seconds={value!r} is negative; use 0 to fail at once or a "
+                "number of seconds such as 600"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OOMPolicy:
+        if self.multiplier == 1 and self.memory_increment_bytes == 0:
+            raise ValueError(
+                "memory_multiplier=1 with memory_increment='0' never raises memory; raise "
+                "memory_multiplier above 1 or memory_increment above 0"
+            )
+        cap, start = self.max_memory_bytes, self.initial_memory_bytes
+        if cap is not None and start is not None and start > cap:
+            raise ValueError(
+                f"initial_memory={self.initial_memory!r} is above max_memory="
+                f"{self.max_memory!r}; raise max_memory or lower initial_memory"
+            )
+        return self
+
+    # Exact views for the maths (floats and strings are for people).
+
+    @property
+    def multiplier(self) -> Fraction:
+        """``memory_multiplier`` as the exact decimal the user wrote (1.1 is 11/10)."""
+        return Fraction(str(self.memory_multiplier))
+
+    @property
+    def memory_increment_bytes(self) -> int:
+        return memory_bytes(self.memory_increment)
+
+    @property
+    def max_memory_bytes(self) -> int | None:
+        return None if self.max_memory is None else memory_bytes(self.max_memory)
+
+    @property
+    def initial_memory_bytes(self) -> int | None:
+        return None if self.initial_memory is None else memory_bytes(self.initial_memory)
