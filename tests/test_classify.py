@@ -265,6 +265,12 @@ def test_outcome_from_dict_ignores_unknown_keys() -> None:
     assert Outcome.from_dict(data) == Outcome(OutcomeKind.OOM_KILLED, container="main")
 
 
+@pytest.mark.parametrize("data", [{}, {"kind": "exploded"}])
+def test_outcome_from_dict_names_a_bad_kind(data: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="oom_killed"):
+        Outcome.from_dict(data)
+
+
 def test_outcome_helpers() -> None:
     oom = Outcome(OutcomeKind.OOM_KILLED, container="main", exit_code=137, reason="OOMKilled")
     assert oom.terminal and oom.failed and oom.memory_related

@@ -91,5 +91,9 @@ class Outcome:
     def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
         """Inverse of :meth:`to_dict`; unknown keys are ignored so old readers survive."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["kind"] = OutcomeKind(known["kind"])
+        try:
+            known["kind"] = OutcomeKind(known["kind"])
+        except (KeyError, ValueError):
+            kinds = ", ".join(k.value for k in OutcomeKind)
+            raise ValueError(f"outcome kind {data.get('kind')!r} is not one of: {kinds}") from None
         return cls(**known)

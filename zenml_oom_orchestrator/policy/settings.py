@@ -10,7 +10,7 @@ import difflib
 from fractions import Fraction
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..quantity import QuantityError, format_memory, memory_bytes
 
@@ -96,7 +96,7 @@ class OOMPolicy(BaseModel):
 
     @field_validator("max_oom_retries", "max_infrastructure_retries")
     @classmethod
-    def _budget(cls, value: int, info: Any) -> int:
+    def _budget(cls, value: int, info: ValidationInfo) -> int:
         if value < 0:
             raise ValueError(
                 f"{info.field_name}={value!r} is negative; use 0 to disable these retries or a "
@@ -118,7 +118,7 @@ class OOMPolicy(BaseModel):
 
     @field_validator("memory_increment", "max_memory", "initial_memory", mode="before")
     @classmethod
-    def _memory(cls, value: Any, info: Any) -> Any:
+    def _memory(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
             return None
         try:
