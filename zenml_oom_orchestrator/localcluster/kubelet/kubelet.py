@@ -6,7 +6,6 @@ import fnmatch
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -213,7 +212,7 @@ class Kubelet(NodeFaults):
         self,
         pod: Mapping[str, Any],
         rec: ContainerRecord,
-        proc: subprocess.Popen[bytes],
+        proc: Any,
         sig: int | None,
         count: int,
     ) -> None:

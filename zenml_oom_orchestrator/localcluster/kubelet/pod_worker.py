@@ -9,13 +9,12 @@ from __future__ import annotations
 import logging
 import queue
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import podresources, runner
+from . import podresources, runner, simulated
 from .events import now
 from .faults import image_pull_failed
 from .podenv import ConfigError, container_env, expand_argv
@@ -211,16 +210,21 @@ class PodWorker(StatusWriter):
                 f'Container image "{image}" already present on machine',
                 path=rec,
             )
+        outcome = simulated.outcome_for(self.pod, rec.name, rec.runs)
         try:
             env = container_env(
                 self.pod, rec.spec, k.get_secret(self.namespace), k.allocatable, k.base_env
             )
             cwd = str(rec.spec.get("workingDir") or k.default_cwd)
-            argv = runner.resolve_argv(
-                expand_argv(rec.spec.get("command"), env),
-                expand_argv(rec.spec.get("args"), env),
-                env,
-                cwd,
+            argv = (
+                runner.resolve_argv(
+                    expand_argv(rec.spec.get("command"), env),
+                    expand_argv(rec.spec.get("args"), env),
+                    env,
+                    cwd,
+                )
+                if outcome is None
+                else []
             )
         except ConfigError as e:
             rec.state = waiting("CreateContainerConfigError", str(e))
@@ -230,18 +234,20 @@ class PodWorker(StatusWriter):
         except runner.StartError as e:
             self._start_failed(rec, str(e))
             return
-        limit = podresources.memory_limit_bytes(rec.spec)
-        try:
-            rec.cgroup = (
-                k.backend.create(self.uid, rec.name, limit) if k.backend.enforcing else None
-            )
-            rec.oom_baseline = k.backend.oom_kill_count(rec.cgroup)
-            proc = runner.spawn(
-                argv, env, cwd, k.log_path(self.uid, rec.name, rec.runs), k.backend, rec.cgroup
-            )
-        except (OSError, RuntimeError) as e:
-            self._start_failed(rec, str(e))
-            return
+        log_path = k.log_path(self.uid, rec.name, rec.runs)
+        if outcome is not None:
+            proc: Any = simulated.SimulatedProcess(outcome, log_path)
+        else:
+            limit = podresources.memory_limit_bytes(rec.spec)
+            try:
+                rec.cgroup = (
+                    k.backend.create(self.uid, rec.name, limit) if k.backend.enforcing else None
+                )
+                rec.oom_baseline = k.backend.oom_kill_count(rec.cgroup)
+                proc = runner.spawn(argv, env, cwd, log_path, k.backend, rec.cgroup)
+            except (OSError, RuntimeError) as e:
+                self._start_failed(rec, str(e))
+                return
         rec.runs += 1
         rec.proc = proc
         rec.container_id = f"local://{proc.pid}"
@@ -263,20 +269,24 @@ class PodWorker(StatusWriter):
         self.kubelet.record(self.pod, "Failed", f"Error: {message}", "Warning", path=rec)
         self._after_exit(rec)
 
-    def _on_exit(self, rec: ContainerRecord, proc: subprocess.Popen[bytes]) -> None:
+    def _on_exit(self, rec: ContainerRecord, proc: Any) -> None:
         if rec.proc is not proc:
             return
         code, sig = runner.exit_code(proc.returncode)
         oom_kills = self.kubelet.backend.oom_kill_count(rec.cgroup) - rec.oom_baseline
+        oom_kills += getattr(proc, "oom_kills", 0)  # a simulated OOM kill
         reason = terminated_reason(code, oom_kills > 0)
         started = rec.state.get("running", {}).get("startedAt")
-        rec.state = terminated(code, reason, started, signal=sig, container_id=rec.container_id)
+        message = getattr(proc, "message", None)
+        rec.state = terminated(
+            code, reason, started, message=message, signal=sig, container_id=rec.container_id
+        )
         rec.proc = None
         if rec.cgroup is not None:  # a runtime kills what PID 1 left behind
             self.kubelet.backend.destroy(rec.cgroup)
             rec.cgroup = None
         else:
-            runner.signal_group(proc.pid, signal.SIGKILL)
+            _signal(proc, signal.SIGKILL)
         if oom_kills > 0:
             self.kubelet.record_oom(self.pod, rec, proc, sig, oom_kills)
         self._after_exit(rec)
@@ -324,7 +334,7 @@ class PodWorker(StatusWriter):
             self.kubelet.record(self.pod, "Killing", message.format(rec.name), path=rec)
             rec.killed_reason = "killed"
             assert rec.proc is not None
-            runner.signal_group(rec.proc.pid, sig)
+            _signal(rec.proc, sig)
         for rec in self.records:  # nothing waiting will start any more
             if rec.proc is not None or "terminated" in rec.state:
                 continue
@@ -355,7 +365,7 @@ class PodWorker(StatusWriter):
     def _kill_all(self, sig: int) -> None:
         for rec in self.running:
             assert rec.proc is not None
-            runner.signal_group(rec.proc.pid, sig)
+            _signal(rec.proc, sig)
             if rec.cgroup is not None and sig == signal.SIGKILL:
                 self.kubelet.backend.kill(rec.cgroup)
 
@@ -379,3 +389,9 @@ class PodWorker(StatusWriter):
         """The pod left the store (forced deletion, node lost): stop without writing."""
         self._frozen = True
         self.post(_GONE)
+
+
+def _signal(proc: Any, sig: int) -> None:
+    """Signal a container's whole process group (or its simulated stand-in)."""
+    if not simulated.kill_signal(proc, sig):
+        runner.signal_group(proc.pid, sig)

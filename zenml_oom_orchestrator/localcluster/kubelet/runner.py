@@ -78,6 +78,8 @@ def spawn(
 
 def signal_group(pid: int, sig: int) -> None:
     """Signal the container's process group (its PID 1 leads it), ignoring a gone group."""
+    if pid <= 1:
+        return  # killpg(0) would signal our own group: never
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 

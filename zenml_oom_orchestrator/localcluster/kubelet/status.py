@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,7 @@ class ContainerRecord:
     runs: int = 0  # processes started so far; numbers the log files
     container_id: str | None = None
     # the running process, if any
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Any = None  # subprocess.Popen, or a SimulatedProcess
     cgroup: Path | None = None
     oom_baseline: int = 0
     next_start: float = 0.0  # monotonic time before which a restart waits (back-off)
