@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from zenml_oom_orchestrator.localcluster.kubelet import Kubelet
+from zenml_oom_orchestrator.localcluster.kubelet import CgroupV1, Kubelet
 from zenml_oom_orchestrator.localcluster.kubelet.testing import (
     allocate_command,
     events_for,
@@ -229,3 +231,48 @@ def test_stop_leaves_nothing(tmp_path: Path) -> None:
     assert process_gone(pid)
     assert not root.exists() and not root.parent.exists()
     assert not work.exists()
+
+
+def test_init_container_oom_fails_pod_under_never(node: tuple[Store, Kubelet]) -> None:
+    store, _ = node
+    body = pod_body("init-oom", ["true"])
+    init = {"name": "prep", "image": "x", "command": allocate_command(600)}
+    init["resources"] = {"limits": {"memory": "256Mi"}}
+    body["spec"]["initContainers"] = [init]
+    store.create("pods", body)
+    pod = wait_pod(store, "init-oom")
+    term = pod["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert (pod["status"]["phase"], term["reason"]) == ("Failed", "OOMKilled")
+    assert main_status(pod)["state"]["waiting"]["reason"] == "PodInitializing"
+
+
+def test_sidecar_keeps_pod_running_after_main_oom(node: tuple[Store, Kubelet]) -> None:
+    store, _ = node
+    body = pod_body("withside", allocate_command(600), "256Mi")
+    body["spec"]["containers"].append({"name": "side", "image": "x", "command": ["sleep", "60"]})
+    store.create("pods", body)
+
+    def main_oom() -> Any:
+        statuses = store.get("pods", "default", "withside")["status"].get("containerStatuses")
+        term = statuses and statuses[0]["state"].get("terminated")
+        return term and term["reason"] == "OOMKilled"
+
+    wait_for(main_oom, what="main OOMKilled")
+    pod = store.get("pods", "default", "withside")
+    assert pod["status"]["phase"] == "Running"
+    assert "running" in pod["status"]["containerStatuses"][1]["state"]
+
+
+def test_start_cleans_a_crashed_runs_cgroups(tmp_path: Path) -> None:
+    pfx = f"zenml-oom-test-{os.urandom(4).hex()}"
+    crashed = CgroupV1(Path("/sys/fs/cgroup/memory"), pfx, "999999999-1-crashed")
+    try:
+        crashed.setup()
+    except OSError:
+        pytest.skip("needs a writable cgroup v1 memory controller")
+    leftover = crashed.create("pod", "main", 64 << 20)
+    orphan = subprocess.Popen(crashed.wrap(leftover, ["sleep", "60"]))
+    wait_for(lambda: orphan.pid in crashed.pids(leftover), what="orphan joined")
+    with running_node(tmp_path, cgroup_prefix=pfx, cgroup_backend="v1"):
+        assert orphan.wait(5) == -9
+        assert not crashed.root.exists()
