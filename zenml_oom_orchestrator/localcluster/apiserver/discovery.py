@@ -99,11 +99,63 @@ def api_group(name: str) -> dict[str, Any] | None:
     return None
 
 
+def _openapi_prefix(api_version: str) -> str:
+    return f"api/{api_version}" if "/" not in api_version else f"apis/{api_version}"
+
+
+def openapi_v3_root() -> dict[str, Any]:
+    """`/openapi/v3`: where each group version's document is."""
+    return {
+        "paths": {
+            _openapi_prefix(gv): {"serverRelativeURL": f"/openapi/v3/{_openapi_prefix(gv)}"}
+            for gv in _groups()
+        }
+    }
+
+
+def openapi_v3_group(api_version: str) -> dict[str, Any] | None:
+    """A minimal OpenAPI v3 document for one group version: paths and operations with their
+    group-version-kind and the `fieldValidation` parameter, which is what kubectl create/apply
+    check to validate on the server instead of downloading schemas. No schemas."""
+    types = _groups().get(api_version)
+    if types is None:
+        return None
+    field_validation = [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}]
+    paths: dict[str, Any] = {}
+    for rt in types:
+        gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+
+        def op(action: str, rt: ResourceType = rt, gvk: dict[str, str] = gvk) -> dict[str, Any]:
+            return {
+                "operationId": f"{action}{rt.kind}",
+                "parameters": field_validation,
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+            }
+
+        base = f"/{_openapi_prefix(api_version)}"
+        if rt.namespaced:
+            base += "/namespaces/{namespace}"
+        base += f"/{rt.plural}"
+        paths[base] = {"post": op("post"), "get": op("list")}
+        paths[base + "/{name}"] = {"get": op("get"), "put": op("put"), "patch": op("patch")}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": KUBE_VERSION["gitVersion"]},
+        "paths": paths,
+    }
+
+
 def discovery_document(path: str, server_address: str) -> dict[str, Any] | None:
     """The discovery body for a non-resource path, None if there is none."""
     parts = [p for p in path.split("/") if p]
     if parts == ["version"]:
         return version_info()
+    if parts[:2] == ["openapi", "v3"]:
+        if len(parts) == 2:
+            return openapi_v3_root()
+        return openapi_v3_group("/".join(parts[3:]) if parts[2] == "apis" else parts[3])
     if parts == ["api"]:
         return core_versions(server_address)
     if parts == ["apis"]:

@@ -13,7 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..errors import ApiError, BadRequest, InternalError, MethodNotAllowed, NotFound
+from ..errors import (
+    ApiError,
+    BadRequest,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    UnsupportedMediaType,
+)
 from ..faults import DROP, ERROR, EXPIRE, THROTTLE, FaultConfig, Faults
 from ..store import Store
 from . import handlers
@@ -182,6 +189,13 @@ class Handler(BaseHTTPRequestHandler):
         if not length:
             return None
         raw = self.rfile.read(length)
+        ctype = self.headers.get("Content-Type", "")
+        if "protobuf" in ctype or "cbor" in ctype:
+            # JSON only; client-go then falls back to JSON for the rest of its requests.
+            raise UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: application/json (got {ctype})"
+            )
         try:
             return json.loads(raw)
         except ValueError as e:

@@ -1,0 +1,223 @@
+"""kubectl (the Debian kubernetes-client) against the local API server: get, describe, logs,
+delete (graceful, cascades), create/apply/replace from files, label/annotate/patch, get -w."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .apiserver_fixtures import Api, api, job_manifest, pod_manifest
+
+__all__ = ["api"]  # fixture
+
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+Kubectl = Callable[..., str]
+
+
+@pytest.fixture
+def kubectl(api: Api, tmp_path: Path) -> Kubectl:
+    env = {**os.environ, "KUBECONFIG": str(api.kubeconfig), "HOME": str(tmp_path)}
+
+    def run(*args: str, ok: bool = True) -> str:
+        proc = subprocess.run(
+            [str(KUBECTL), *args], env=env, capture_output=True, text=True, timeout=30
+        )
+        if ok:
+            assert proc.returncode == 0, proc.stderr
+        return proc.stdout + proc.stderr
+
+    run.env = env  # type: ignore[attr-defined]
+    return run
+
+
+def running(api: Api, name: str, node: str = "node-1") -> None:
+    """What the scheduler and kubelet would do: bind and report a running container."""
+    api.store.mutate("pods", "default", name, lambda o: o["spec"].update(nodeName=node))
+    api.store.mutate(
+        "pods",
+        "default",
+        name,
+        lambda o: o["status"].update(
+            phase="Running",
+            podIP="10.0.0.7",
+            containerStatuses=[
+                {"name": "main", "ready": True, "restartCount": 2, "state": {"running": {}}}
+            ],
+        ),
+    )
+
+
+def rows(out: str) -> list[list[str]]:
+    return [line.split() for line in out.strip().splitlines()]
+
+
+def test_get_prints_server_side_tables(api: Api, kubectl: Kubectl) -> None:
+    api.store.create("pods", pod_manifest("web", {"app": "x"}))
+    api.store.create("pods", pod_manifest("batch", {"app": "y"}))
+    running(api, "web")
+    table = rows(kubectl("get", "pods"))
+    assert table[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert table[1][:4] == ["batch", "0/1", "Pending", "0"]
+    assert table[2][:4] == ["web", "1/1", "Running", "2"]
+    wide = kubectl("get", "pods", "-o", "wide", "-l", "app=x")
+    assert "10.0.0.7" in wide and "node-1" in wide and "batch" not in wide
+    items = json.loads(kubectl("get", "pods", "-o", "json"))["items"]
+    assert [i["metadata"]["name"] for i in items] == ["batch", "web"]
+    assert kubectl("get", "pod", "web", "-o", "jsonpath={.status.phase}") == "Running"
+    assert "kube-system" in kubectl("get", "ns")
+    assert "NAMESPACE" in kubectl("get", "pods", "-A")
+    api.store.create("jobs", job_manifest())
+    assert rows(kubectl("get", "jobs"))[1][:3] == ["j", "Running", "0/1"]
+    assert "No resources found" in kubectl("get", "nodes")
+
+
+def test_describe_pod_lists_its_events(api: Api, kubectl: Kubectl) -> None:
+    pod = api.store.create("pods", pod_manifest("web"))
+    running(api, "web")
+    for i, (reason, msg, uid) in enumerate(
+        [
+            ("Scheduled", "assigned default/web to node-1", pod["metadata"]["uid"]),
+            ("Started", "Started container main", pod["metadata"]["uid"]),
+            ("Started", "an older pod of the same name", "another-uid"),
+        ]
+    ):
+        api.store.create(
+            "events",
+            {
+                "metadata": {"name": f"web.{i}"},
+                "involvedObject": {
+                    "kind": "Pod",
+                    "name": "web",
+                    "namespace": "default",
+                    "uid": uid,
+                    "apiVersion": "v1",
+                },
+                "reason": reason,
+                "message": msg,
+                "type": "Normal",
+                "source": {"component": "kubelet"},
+                "count": 1,
+            },
+        )
+    out = kubectl("describe", "pod", "web")
+    assert "Status:           Running" in out and "memory:  256Mi" in out
+    assert "assigned default/web to node-1" in out and "Started container main" in out
+    assert "an older pod" not in out  # selected by involvedObject.uid
+    assert api.server.request_counts[("list", "events")] >= 1
+    api.store.create(
+        "nodes", {"metadata": {"name": "node-1"}, "status": {"capacity": {"memory": "8Gi"}}}
+    )
+    assert "memory:" in kubectl("describe", "node", "node-1")
+
+
+def test_logs(api: Api, kubectl: Kubectl) -> None:
+    api.store.create("pods", pod_manifest("web"))
+    api.logs[("default", "web", "main")] = "a\nb\nc\n"
+    assert kubectl("logs", "web") == "a\nb\nc\n"
+    assert kubectl("logs", "web", "--tail=1", "-c", "main") == "c\n"
+    api.store.mutate("pods", "default", "web", lambda o: o["status"].update(phase="Succeeded"))
+    assert kubectl("logs", "-f", "web") == "a\nb\nc\n"
+    assert "NotFound" in kubectl("logs", "nope", ok=False)
+
+
+def test_delete_pods_graceful_and_forced(api: Api, kubectl: Kubectl) -> None:
+    api.store.create("pods", pod_manifest("free"))
+    assert 'pod "free" deleted' in kubectl("delete", "pod", "free")
+    api.store.create("pods", pod_manifest("bound"))
+    running(api, "bound")
+
+    def kubelet_final_delete() -> None:
+        time.sleep(0.5)
+        api.store.delete("pods", "default", "bound", grace_period_seconds=0)
+
+    threading.Thread(target=kubelet_final_delete).start()
+    start = time.monotonic()
+    kubectl("delete", "pod", "bound")  # waits until the pod is really gone
+    assert time.monotonic() - start >= 0.4
+
+    api.store.create("pods", pod_manifest("stuck"))
+    running(api, "stuck")
+    kubectl("delete", "pod", "stuck", "--wait=false")
+    assert "Terminating" in kubectl("get", "pod", "stuck")
+    kubectl("delete", "pod", "stuck", "--grace-period=0", "--force")
+    assert "No resources found" in kubectl("get", "pods")
+
+
+def _job_and_pods(api: Api) -> None:
+    job = api.store.create("jobs", job_manifest())
+    for name in ("j-1", "j-2"):
+        manifest = pod_manifest(name)
+        manifest["metadata"]["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": job["metadata"]["uid"]}
+        ]
+        api.store.create("pods", manifest)
+
+
+@pytest.mark.parametrize("cascade", ["background", "foreground", "orphan"])
+def test_delete_job_cascades(api: Api, kubectl: Kubectl, cascade: str) -> None:
+    _job_and_pods(api)
+    kubectl("delete", "job", "j", f"--cascade={cascade}")
+    pods, _ = api.store.list("pods")
+    assert api.store.list("jobs")[0] == []
+    if cascade == "orphan":
+        assert [p["metadata"].get("ownerReferences") for p in pods] == [None, None]
+    else:
+        assert pods == []
+
+
+def test_create_apply_replace_from_files(api: Api, kubectl: Kubectl, tmp_path: Path) -> None:
+    manifest = tmp_path / "job.json"
+    manifest.write_text(json.dumps(job_manifest("from-file")))
+    assert "job.batch/from-file created" in kubectl("create", "-f", str(manifest))
+    assert "configured" in kubectl("apply", "-f", str(manifest))
+    assert "replaced" in kubectl("replace", "-f", str(manifest))
+    kubectl("delete", "-f", str(manifest))
+    bad = job_manifest("Bad_Name")
+    manifest.write_text(json.dumps(bad))
+    assert "is invalid" in kubectl("create", "-f", str(manifest), ok=False)
+
+
+def test_label_annotate_patch(api: Api, kubectl: Kubectl) -> None:
+    api.store.create("pods", pod_manifest("web"))
+    kubectl("label", "pod", "web", "tier=front")
+    kubectl("annotate", "pod", "web", "note=hi")
+    kubectl("patch", "pod", "web", "--type=merge", "-p", '{"metadata":{"labels":{"m":"1"}}}')
+    kubectl(
+        "patch", "pod", "web", "--type=json", "-p", '[{"op":"remove","path":"/metadata/labels/m"}]'
+    )
+    kubectl(
+        "patch",
+        "pod",
+        "web",
+        "-p",
+        '{"spec":{"containers":[{"name":"main","env":[{"name":"B","value":"2"}]}]}}',
+    )
+    pod = api.store.get("pods", "default", "web")
+    assert pod["metadata"]["labels"] == {"tier": "front"}
+    assert pod["metadata"]["annotations"] == {"note": "hi"}
+    assert [e["name"] for e in pod["spec"]["containers"][0]["env"]] == ["A", "B"]
+    assert "must be no more than 63" in kubectl("label", "pod", "web", "x=" + "v" * 64, ok=False)
+
+
+def test_get_watch(api: Api, kubectl: Kubectl) -> None:
+    env = kubectl.env  # type: ignore[attr-defined]
+    proc = subprocess.Popen(
+        [str(KUBECTL), "get", "pods", "-w"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(0.7)
+        api.store.create("pods", pod_manifest("late"))
+        time.sleep(0.7)
+    finally:
+        proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+    assert "late" in out and "Pending" in out
