@@ -236,7 +236,7 @@ def test_stop_leaves_nothing(tmp_path: Path) -> None:
 def test_init_container_oom_fails_pod_under_never(node: tuple[Store, Kubelet]) -> None:
     store, _ = node
     body = pod_body("init-oom", ["true"])
-    init = {"name": "prep", "image": "x", "command": allocate_command(600)}
+    init: dict[str, Any] = {"name": "prep", "image": "x", "command": allocate_command(600)}
     init["resources"] = {"limits": {"memory": "256Mi"}}
     body["spec"]["initContainers"] = [init]
     store.create("pods", body)
