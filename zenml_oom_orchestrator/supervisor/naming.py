@@ -28,6 +28,8 @@ ANN_MEMORY_REQUEST = ANNOTATION_PREFIX + "memory-request"
 ANN_MEMORY_LIMIT = ANNOTATION_PREFIX + "memory-limit"
 ANN_PREVIOUS_OUTCOME = ANNOTATION_PREFIX + "previous-outcome"
 ANN_RESULT = ANNOTATION_PREFIX + "result"  # the finished attempt's record + decision (JSON)
+# The previous attempt's result when its pod vanished before it could carry it (node lost).
+ANN_PREVIOUS_RESULT = ANNOTATION_PREFIX + "previous-result"
 ANN_EXPIRES = ANNOTATION_PREFIX + "expires-at"
 
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")

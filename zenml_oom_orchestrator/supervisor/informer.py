@@ -1,0 +1,203 @@
+"""One list+watch per run feeding a thread-safe local cache, after client-go's informer.
+
+List once, then watch from the list's resourceVersion. A watch that ends or breaks resumes from
+the last resourceVersion seen; only a 410 (history trimmed) forces a re-list, which is diffed
+against the cache so that every change and every deletion that happened in the gap is still
+delivered. The engine is level-triggered: it reads the cache, never the events, so seeing the
+final state of a pod is enough; what must never happen is a pod disappearing silently, and the
+tombstones make sure it doesn't.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from zenml_oom_orchestrator.supervisor.cluster import ClusterApi, WatchExpired
+
+log = logging.getLogger(__name__)
+Pod = dict[str, Any]
+
+MAX_TOMBSTONES = 10_000  # keeps memory flat if nobody collects them
+ASSUME_TTL = 120.0  # an assumed pod never confirmed by list or watch is dropped after this
+
+
+def _rv(obj: Pod) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _name(obj: Pod) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+class PodInformer:
+    """Keeps `label_selector`'s pods in memory; calls `on_change(pod)` for each change."""
+
+    def __init__(
+        self,
+        cluster: ClusterApi,
+        label_selector: str,
+        on_change: Callable[[Pod], None],
+        watch_timeout: int = 60,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self.cluster = cluster
+        self.selector = label_selector
+        self.on_change = on_change
+        self.watch_timeout = watch_timeout
+        self.max_backoff = max_backoff
+        self._lock = threading.Lock()
+        self._items: dict[str, Pod] = {}
+        self._tombstones: OrderedDict[str, Pod] = OrderedDict()
+        self._assumed: dict[str, float] = {}
+        self._synced = threading.Event()
+        self._stopped = threading.Event()
+        self._abort: Callable[[], None] | None = None
+        self._thread: threading.Thread | None = None
+        self.relists = 0  # observable for tests: 410s survived
+        self.last_error: BaseException | None = None
+
+    # -- reading (any thread) ---------------------------------------------------------------
+    def get(self, name: str) -> Pod | None:
+        with self._lock:
+            return self._items.get(name)
+
+    def deleted(self, name: str) -> Pod | None:
+        """The last state of a pod seen deleted (its evidence), until `forget(name)`."""
+        with self._lock:
+            return self._tombstones.get(name)
+
+    def items(self) -> list[Pod]:
+        with self._lock:
+            return list(self._items.values())
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._tombstones.pop(name, None)
+
+    def assume(self, pod: Pod) -> None:
+        """Insert a pod we just created, so the engine never sees its own pod as missing while
+        the watch catches up (client-go's mutation cache)."""
+        name = _name(pod)
+        with self._lock:
+            if name not in self._items:
+                self._items[name] = pod
+                self._assumed[name] = time.monotonic()
+            self._tombstones.pop(name, None)
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pod-informer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
+        abort = self._abort
+        if abort is not None:
+            with contextlib.suppress(Exception):  # best effort: the thread is a daemon anyway
+                abort()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        rv: str | None = None
+        failures = 0
+        while not self._stopped.is_set():
+            try:
+                if rv is None:
+                    items, rv = self.cluster.list_pods(self.selector)
+                    self._replace(items)
+                    self._synced.set()
+                rv = self._watch(rv)
+                failures = 0
+            except WatchExpired as exc:
+                log.info("pod watch expired (%s): re-listing", exc)
+                self.relists += 1
+                rv = None
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive API trouble
+                if self._stopped.is_set():
+                    break
+                self.last_error = exc
+                failures += 1
+                log.warning("pod watch failed (%s), retry %d", exc, failures)
+                if failures >= 5:
+                    rv = None  # resuming keeps failing: start over from a fresh list
+                self._stopped.wait(min(self.max_backoff, 0.1 * 2**failures))
+
+    def _watch(self, rv: str) -> str:
+        def keep_abort(abort: Callable[[], None]) -> None:
+            self._abort = abort
+
+        for kind, obj in self.cluster.watch_pods(self.selector, rv, self.watch_timeout, keep_abort):
+            if self._stopped.is_set():
+                break
+            if kind == "BOOKMARK":
+                rv = _rv(obj) or rv
+                continue
+            rv = _rv(obj) or rv
+            if kind == "DELETED":
+                self._delete(obj)
+            else:
+                self._upsert(obj)
+        self._abort = None
+        return rv
+
+    def _upsert(self, obj: Pod) -> None:
+        name = _name(obj)
+        with self._lock:
+            self._items[name] = obj
+            self._assumed.pop(name, None)
+            self._tombstones.pop(name, None)
+        self.on_change(obj)
+
+    def _delete(self, obj: Pod) -> None:
+        name = _name(obj)
+        with self._lock:
+            last = self._items.pop(name, None)
+            self._assumed.pop(name, None)
+            # The DELETED object is the final state; it carries the termination evidence.
+            self._tombstones[name] = obj if obj.get("status") else (last or obj)
+            while len(self._tombstones) > MAX_TOMBSTONES:
+                self._tombstones.popitem(last=False)
+        self.on_change(obj)
+
+    def _replace(self, items: list[Pod]) -> None:
+        """Swap in a fresh list; deliver what changed and what vanished in the gap."""
+        fresh = {_name(p): p for p in items}
+        listed = set(fresh)
+        now = time.monotonic()
+        with self._lock:
+            old = self._items
+            changed = [p for n, p in fresh.items() if _rv(old.get(n) or {}) != _rv(p)]
+            gone = []
+            for name, pod in old.items():
+                if name in fresh:
+                    continue
+                since = self._assumed.get(name)
+                if since is not None and now - since < ASSUME_TTL:
+                    fresh[name] = pod  # created after the list was cut; the watch will confirm
+                else:
+                    gone.append(pod)
+            self._items = fresh
+            self._assumed = {
+                n: t for n, t in self._assumed.items() if n in fresh and n not in listed
+            }
+            for pod in gone:
+                self._tombstones[_name(pod)] = pod
+        for pod in changed:
+            self.on_change(pod)
+        for pod in gone:
+            self.on_change(pod)
