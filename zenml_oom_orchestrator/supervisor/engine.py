@@ -1,0 +1,408 @@
+"""The DAG and every step's attempt state machine: the single writer of step and run outcomes.
+
+Facts flow one way: pod (from the informer cache) → classify → decide → annotate the pod →
+Event → next attempt → observer. `reconcile(step)` is level-triggered and idempotent: it reads
+the cache and the step's state and does the next thing, so it can run after any event, timer
+or restart. Only the worker thread calls it (the work queue hands a key to one worker at a time).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from zenml_oom_orchestrator.classify import classify
+from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
+from zenml_oom_orchestrator.policy import AttemptRecord, Decision, GiveUp, Retry, decide
+from zenml_oom_orchestrator.quantity import format_memory
+from zenml_oom_orchestrator.supervisor import manifests, naming
+from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
+from zenml_oom_orchestrator.supervisor.informer import PodInformer
+from zenml_oom_orchestrator.supervisor.observer import BaseObserver, Observer
+from zenml_oom_orchestrator.supervisor.pending import (
+    created_at,
+    explain_unschedulable,
+    judge_pending,
+)
+from zenml_oom_orchestrator.supervisor.spec import (
+    FailureMode,
+    RunResult,
+    RunSpec,
+    RunStatus,
+    StepStatus,
+)
+from zenml_oom_orchestrator.supervisor.state import (
+    REASON_STOPPED,
+    AttemptResult,
+    StepState,
+    event_reason,
+)
+from zenml_oom_orchestrator.supervisor.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+NODES_TTL = 30.0  # node sizes are re-read at most this often
+_BAD_UPSTREAM = {StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.STOPPED}
+
+
+class Engine:
+    def __init__(
+        self,
+        spec: RunSpec,
+        cluster: ClusterApi,
+        informer: PodInformer,
+        queue: WorkQueue,
+        observer: Observer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec, self.cluster, self.informer, self.queue = spec, cluster, informer, queue
+        self.observer: Observer = observer or BaseObserver()
+        self.clock = clock
+        self.states = {s.name: StepState(s) for s in spec.steps}
+        self.downstream: dict[str, list[str]] = {s.name: [] for s in spec.steps}
+        for s in spec.steps:
+            for u in s.upstream:
+                self.downstream[u].append(s.name)
+        self.halted_by: str | None = None  # the failed step that halted the run
+        self.stop_requested = False
+        self.started_at = clock()
+        self._nodes: tuple[float, list[tuple[str, int]] | None] = (-NODES_TTL, None)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def hook(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self.observer, name)(*args)
+        except Exception:  # noqa: BLE001 - reporting must not stop the run
+            log.exception("observer hook %s failed", name)
+            return None
+
+    def largest_node(self) -> int | None:
+        fetched, nodes = self._nodes
+        if time.monotonic() - fetched >= NODES_TTL:
+            nodes = self.cluster.node_memory()
+            self._nodes = (time.monotonic(), nodes)
+        return max((m for _, m in nodes), default=None) if nodes else None
+
+    def pending_timeout(self, st: StepState) -> float:
+        return self.spec.pending_timeout_seconds or st.spec.policy.pending_timeout_seconds
+
+    def in_flight(self) -> int:
+        return sum(1 for s in self.states.values() if s.current is not None)
+
+    def all_terminal(self) -> bool:
+        return all(s.status.terminal for s in self.states.values())
+
+    def enqueue_idle(self) -> None:
+        """A parallelism slot or an upstream result changed: look at every idle step again."""
+        for st in self.states.values():
+            if not st.status.terminal and st.current is None:
+                self.queue.add(st.name)
+
+    # -- the state machine --------------------------------------------------------------------
+    def reconcile(self, key: str) -> None:
+        st = self.states.get(key)
+        if st is None or st.status.terminal:
+            return
+        if self.stop_requested:
+            self._stop_step(st, "the run was stopped")
+            return
+        if st.current is not None:
+            if self.halted_by and self.spec.failure_mode is FailureMode.FAIL_FAST:
+                self._stop_step(st, f"step '{self.halted_by}' failed and failure_mode is fail_fast")
+                return
+            self._observe(st)
+            return
+        self._maybe_start(st)
+
+    def _maybe_start(self, st: StepState) -> None:
+        states = [self.states[u] for u in st.spec.upstream]
+        bad = [u for u in states if u.status in _BAD_UPSTREAM]
+        if bad:
+            self.finish_step(
+                st, StepStatus.SKIPPED, f"upstream step '{bad[0].name}' {bad[0].status.value}"
+            )
+            return
+        if any(u.status is not StepStatus.SUCCEEDED for u in states):
+            return
+        if self.halted_by and (
+            st.next_number == 1 or self.spec.failure_mode is FailureMode.FAIL_FAST
+        ):
+            mode = self.spec.failure_mode.value
+            status = StepStatus.SKIPPED if st.next_number == 1 else StepStatus.STOPPED
+            self.finish_step(st, status, f"not started: step '{self.halted_by}' failed ({mode})")
+            return
+        if not st.skip_checked:
+            st.skip_checked = True
+            if self.hook("should_skip", st.spec):
+                st.cached = True
+                self.finish_step(st, StepStatus.SUCCEEDED, "cached: no pod was started")
+                return
+        wait = st.not_before - self.clock()
+        if wait > 0:
+            self.queue.add_after(st.name, wait)
+            return
+        limit = self.spec.max_parallelism
+        if limit is not None and self.in_flight() >= limit:
+            st.message = f"waiting for a parallelism slot (max_parallelism={limit})"
+            return  # a finishing attempt re-enqueues idle steps
+        self._start_attempt(st)
+
+    def _start_attempt(self, st: StepState) -> None:
+        spec, number = st.spec, st.next_number
+        largest = self.largest_node()
+        if number == 1 and st.next_limit == 0:
+            from zenml_oom_orchestrator.policy import PolicyError, start_memory
+
+            resources = manifests.main_container_of(spec.pod_template, spec.main_container).get(
+                "resources"
+            )
+            try:
+                mem = start_memory(spec.policy, spec.resource_memory, resources, largest)
+            except PolicyError as err:  # refused before any pod exists
+                self.finish_step(st, StepStatus.FAILED, f"step '{spec.name}': {err}")
+                return
+            st.next_request, st.next_limit = mem.request, mem.limit
+        if largest is not None and st.next_request > largest:
+            self.finish_step(
+                st,
+                StepStatus.FAILED,
+                f"step '{spec.name}' attempt {number} would request "
+                f"{format_memory(st.next_request)} memory but the largest node has "
+                f"{format_memory(largest)} allocatable; refused before creating the pod so it "
+                "is not left Pending. Lower the step's memory or max_memory, or add a bigger node.",
+            )
+            return
+        name = naming.attempt_name(self.spec.run_id, spec.name, number, self.spec.name_prefix)
+        previous = st.attempts[-1] if st.attempts else None
+        manifest = manifests.build_attempt_pod(
+            spec.pod_template,
+            name=name,
+            namespace=self.spec.namespace,
+            run_id=self.spec.run_id,
+            step_name=spec.name,
+            attempt=number,
+            memory_request=st.next_request,
+            memory_limit=st.next_limit,
+            main_container=spec.main_container,
+            previous_outcome=previous.outcome.to_dict() if previous and previous.outcome else None,
+            previous_result=st.unpersisted,
+            owner=self.spec.owner,
+        )
+        try:
+            pod, adopted = self.cluster.create_pod(manifest)
+        except ApiException as exc:
+            if exc.status not in (400, 403, 422):
+                raise  # transient: the worker requeues with backoff
+            self.finish_step(
+                st,
+                StepStatus.FAILED,
+                f"the API refused attempt {number}'s pod: {exc.body or exc.reason}",
+            )
+            return
+        self.informer.assume(pod)
+        st.unpersisted = None
+        started = self.clock()
+        st.current = AttemptRecord(
+            number=number,
+            memory_request=st.next_request,
+            memory_limit=st.next_limit,
+            budget=st.next_budget,  # type: ignore[arg-type]
+            started_at=started,
+        )
+        st.current_pod, st.status, st.waiting_reported = name, StepStatus.PENDING, False
+        st.message = f"attempt {number} {'adopted' if adopted else 'created'}: pod {name}"
+        self.hook("on_attempt_started", spec.name, st.current)
+
+    def _observe(self, st: StepState) -> None:
+        assert st.current is not None and st.current_pod is not None
+        name = st.current_pod
+        pod = self.informer.get(name)
+        gone = pod is None
+        if gone:
+            pod = self.informer.deleted(name)
+            if pod is None:
+                return  # not seen yet; the watch will deliver it
+        assert pod is not None
+        timeout = self.pending_timeout(st)
+
+        def judge(p: dict[str, Any] | None, events: list[dict[str, Any]] | None = None) -> Outcome:
+            return classify(
+                p,
+                events,
+                main_container=st.spec.main_container,
+                pending_timeout=timeout,
+                node_lost_timeout=self.spec.node_lost_timeout_seconds,
+            )
+
+        outcome = judge(pod)
+        if gone and not outcome.terminal:  # vanished mid-flight: node lost, unless Events say OOM
+            outcome = judge(None, self.cluster.pod_events(name))
+        elif outcome.failed and outcome.kind is not OutcomeKind.OOM_KILLED:
+            # Events can upgrade a bare kill to an OOM (runtimes that drop the reason).
+            outcome = judge(pod, self.cluster.pod_events(name))
+        if outcome.kind is OutcomeKind.PENDING:
+            self._pending(st, pod, outcome, timeout)
+            return
+        if outcome.kind is OutcomeKind.RUNNING:
+            st.status, st.message = StepStatus.RUNNING, f"attempt {st.current.number} running"
+            return
+        if outcome.kind is OutcomeKind.UNSCHEDULABLE:
+            outcome = explain_unschedulable(
+                outcome, st.current.memory_request, timeout, self.largest_node()
+            )
+        self._finish_attempt(st, pod, outcome, gone)
+
+    def _pending(
+        self, st: StepState, pod: dict[str, Any], outcome: Outcome, timeout: float
+    ) -> None:
+        assert st.current is not None
+        created = created_at(pod) or st.current.started_at or self.clock()
+        verdict = judge_pending(
+            outcome, st.current.memory_request, self.largest_node(), self.clock() - created, timeout
+        )
+        if verdict.outcome is not None:
+            self._finish_attempt(st, pod, verdict.outcome, False)
+            return
+        st.status, st.message = StepStatus.PENDING, f"attempt {st.current.number} {verdict.message}"
+        if verdict.waiting_for_memory and not st.waiting_reported:
+            st.waiting_reported = True
+            self.hook("on_attempt_waiting", st.name, st.current, st.message)
+        self.queue.add_after(st.name, verdict.recheck_in)
+
+    def _finish_attempt(
+        self, st: StepState, pod: dict[str, Any], outcome: Outcome, gone: bool
+    ) -> None:
+        """Record → decide → persist on the pod → Event → act. Persisting comes before acting,
+        so a restart in between redoes nothing and loses nothing."""
+        assert st.current is not None and st.current_pod is not None
+        node = (pod.get("spec") or {}).get("nodeName")
+        record = st.current.finished(outcome, self.clock())
+        record = _with(record, node=node, message=outcome.describe())
+        decision: Decision | None = None
+        if outcome.kind is not OutcomeKind.SUCCEEDED:
+            decision = decide(
+                st.name,
+                [*st.attempts, record],
+                outcome,
+                st.spec.policy,
+                st.spec.app_retry,
+                self.largest_node(),
+            )
+        retry_at = self.clock() + decision.delay_seconds if isinstance(decision, Retry) else None
+        self._persist(st, pod, AttemptResult(record, decision, retry_at), gone)
+        if not gone and not _pod_finished(pod):
+            self.cluster.delete_pod(st.current_pod, grace_period_seconds=0)  # evidence is saved
+        self.informer.forget(st.current_pod)
+        st.attempts.append(record)
+        st.current = st.current_pod = None
+        self.hook("on_attempt_finished", st.name, record, decision)
+        self.enqueue_idle()  # a parallelism slot is free
+        if decision is None:
+            self.finish_step(st, StepStatus.SUCCEEDED, f"succeeded on attempt {record.number}")
+        elif isinstance(decision, GiveUp):
+            self.finish_step(st, StepStatus.FAILED, decision.message)
+        else:
+            st.next_number = record.number + 1
+            st.next_request, st.next_limit = decision.memory_request, decision.memory_limit
+            st.next_budget, st.not_before = decision.budget, retry_at or 0.0
+            st.status, st.message = StepStatus.RETRYING, decision.message
+            self.queue.add_after(st.name, decision.delay_seconds)
+
+    def _persist(
+        self, st: StepState, pod: dict[str, Any], result: AttemptResult, gone: bool
+    ) -> None:
+        """Write the result on the pod (or, if it is gone, on the next attempt's pod), then
+        the Event that `kubectl describe` shows."""
+        assert st.current_pod is not None
+        payload = {naming.ANN_RESULT: result.to_json()}
+        if gone or not self.cluster.annotate_pod(st.current_pod, payload):
+            st.unpersisted = result.to_json()
+        self.emit_result_event(pod, result)
+
+    def emit_result_event(self, pod: dict[str, Any], result: AttemptResult) -> None:
+        """The decision as an Event on the attempt's pod; once per pod (deterministic name)."""
+        message = result.decision.message if result.decision else result.record.message
+        reason = REASON_STOPPED if result.stopped else event_reason(result.decision)
+        self.cluster.emit_event(pod, reason, message, warning=result.decision is not None)
+
+    def _stop_step(self, st: StepState, why: str) -> None:
+        """Delete the attempt in flight (after recording it) and end the step stopped."""
+        if st.current is not None and st.current_pod is not None:
+            pod = self.informer.get(st.current_pod) or self.informer.deleted(st.current_pod)
+            outcome = classify(pod, main_container=st.spec.main_container)
+            if outcome.terminal and pod is not None:
+                self._finish_attempt(st, pod, outcome, self.informer.get(st.current_pod) is None)
+                if st.status.terminal:
+                    return
+            else:
+                stopped = Outcome(OutcomeKind.KILLED, reason="Stopped", message=why)
+                record = _with(st.current.finished(stopped, self.clock()), message=why)
+                if pod is not None:
+                    self._persist(st, pod, AttemptResult(record, None, stopped=True), False)
+                self.cluster.delete_pod(st.current_pod)
+                self.informer.forget(st.current_pod)
+                st.attempts.append(record)
+                st.current = st.current_pod = None
+                self.hook("on_attempt_finished", st.name, record, None)
+        halted = self.halted_by is not None and not self.stop_requested
+        status = StepStatus.SKIPPED if halted and not st.attempts else StepStatus.STOPPED
+        self.finish_step(st, status, why)
+
+    def finish_step(self, st: StepState, status: StepStatus, message: str) -> None:
+        st.status, st.message = status, message
+        log.info("step %s %s: %s", st.name, status.value, message)
+        self.hook("on_step_finished", st.name, st.result())
+        for d in self.downstream[st.name]:
+            self.queue.add(d)
+        if (
+            status is StepStatus.FAILED
+            and self.spec.failure_mode is not FailureMode.CONTINUE_ON_FAILURE
+        ) and self.halted_by is None:
+            self.halted_by = st.name
+            for other in self.states.values():
+                if not other.status.terminal:
+                    self.queue.add(other.name)
+        self.enqueue_idle()
+
+    def give_up_on(self, key: str, message: str) -> None:
+        """End a step the worker could not process (bounded requeues ran out)."""
+        st = self.states.get(key)
+        if st is None or st.status.terminal:
+            return
+        if st.current_pod is not None:
+            try:
+                self.cluster.delete_pod(st.current_pod)
+            except Exception:  # noqa: BLE001 - the API is what keeps failing
+                log.warning("could not delete pod %s of step %s", st.current_pod, key)
+            st.current = st.current_pod = None
+        self.finish_step(st, StepStatus.FAILED, message)
+
+    def request_stop(self) -> None:
+        """Called from any thread; the worker does the deleting."""
+        self.stop_requested = True
+        for name in self.states:
+            self.queue.add(name)
+
+    def run_result(self) -> RunResult:
+        steps = {n: s.result() for n, s in self.states.items()}
+        if self.stop_requested and any(
+            s.status is StepStatus.STOPPED for s in self.states.values()
+        ):
+            status = RunStatus.STOPPED
+        elif any(s.status is not StepStatus.SUCCEEDED for s in self.states.values()):
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.SUCCEEDED
+        return RunResult(self.spec.run_id, status, steps, self.started_at, self.clock())
+
+
+def _with(record: AttemptRecord, **changes: Any) -> AttemptRecord:
+    return replace(record, **changes)
+
+
+def _pod_finished(pod: dict[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")

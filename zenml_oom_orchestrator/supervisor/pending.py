@@ -1,0 +1,75 @@
+"""Pending attempts: waiting for memory others hold, or never going to fit. Pure functions.
+
+A request that fits the largest node when it is empty queues (the scheduler binds it when
+memory frees up) and progress says so; a request above every node's allocatable memory can
+never fit and ends at once; anything Pending longer than `pending_timeout` ends too, with the
+reason. Nothing waits forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
+from zenml_oom_orchestrator.quantity import format_memory
+
+
+@dataclass(frozen=True)
+class PendingVerdict:
+    outcome: Outcome | None  # terminal: end the attempt with it; None: keep waiting
+    message: str = ""  # progress while waiting
+    recheck_in: float = 0.0  # seconds until the timeout would end it
+    waiting_for_memory: bool = False
+
+
+def created_at(pod: dict[str, Any]) -> float | None:
+    """The pod's creationTimestamp as epoch seconds."""
+    stamp = (pod.get("metadata") or {}).get("creationTimestamp")
+    if not stamp:
+        return None
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+
+
+def never_fits_message(request: int, largest: int) -> str:
+    return (
+        f"it requests {format_memory(request)} memory but the largest node has "
+        f"{format_memory(largest)} allocatable, so it can never fit"
+    )
+
+
+def explain_unschedulable(
+    outcome: Outcome, request: int, timeout: float | None, largest: int | None
+) -> Outcome:
+    """`outcome` as `unschedulable`, with a message that says which case it is."""
+    if largest is not None and request > largest:
+        why = never_fits_message(request, largest)
+    else:
+        why = (
+            f"it stayed Pending longer than pending_timeout ({timeout:g}s) requesting "
+            f"{format_memory(request)} memory"
+        )
+    detail = f" ({outcome.reason}: {outcome.message})" if outcome.message else ""
+    return replace(outcome, kind=OutcomeKind.UNSCHEDULABLE, message=f"{why}{detail}")
+
+
+def judge_pending(
+    outcome: Outcome, request: int, largest: int | None, waited: float, timeout: float
+) -> PendingVerdict:
+    """What a Pending attempt means now. `outcome` is classify's PENDING verdict."""
+    unschedulable = outcome.reason == "Unschedulable"
+    if unschedulable and largest is not None and request > largest:
+        return PendingVerdict(explain_unschedulable(outcome, request, None, largest))
+    if waited >= timeout:  # any Pending, not only Unschedulable (e.g. a stuck volume)
+        late = replace(outcome, reason=outcome.reason or "Pending")
+        return PendingVerdict(explain_unschedulable(late, request, timeout, largest))
+    remaining = max(0.5, timeout - waited)
+    if not unschedulable:
+        return PendingVerdict(None, f"pending ({outcome.reason or 'starting'})", remaining)
+    node = f"; the largest node has {format_memory(largest)} allocatable" if largest else ""
+    message = (
+        f"waiting for memory other pods hold: needs {format_memory(request)}{node} "
+        f"(gives up after pending_timeout {timeout:g}s). Scheduler: {outcome.message}"
+    )
+    return PendingVerdict(None, message, remaining, waiting_for_memory=True)

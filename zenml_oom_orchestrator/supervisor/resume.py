@@ -1,0 +1,141 @@
+"""Rebuild the engine's state from the cluster, so a restarted supervisor continues the run.
+
+The cluster is the record: each attempt pod's labels say which step and attempt it is, its
+annotations hold the memory it had and, once it finished, its record and the decision taken
+(written before the decision was acted on). So for each step, the highest attempt tells where
+the step stands:
+- it has a result: the decision is known; succeeded, failed, or retry with the next number
+  (never re-running the same attempt: its name is taken and a create would adopt it);
+- it has none: it is the attempt in flight, or one that finished or vanished while we were
+  down; the normal reconcile classifies and acts on it.
+A pod that vanished before carrying its result left it on its successor (previous-result).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from zenml_oom_orchestrator.policy import AttemptRecord, GiveUp, Retry
+from zenml_oom_orchestrator.quantity import memory_bytes
+from zenml_oom_orchestrator.supervisor import naming
+from zenml_oom_orchestrator.supervisor.pending import created_at
+from zenml_oom_orchestrator.supervisor.spec import StepStatus
+from zenml_oom_orchestrator.supervisor.state import AttemptResult, StepState
+
+if TYPE_CHECKING:
+    from zenml_oom_orchestrator.supervisor.engine import Engine
+
+log = logging.getLogger(__name__)
+Pod = dict[str, Any]
+
+
+def attempt_of(pod: Pod) -> tuple[str, int] | None:
+    """(step name, attempt number) of one of our attempt pods, from its annotations."""
+    meta = pod.get("metadata") or {}
+    ann, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+    step = ann.get(naming.ANN_STEP)
+    number = str(ann.get(naming.ANN_ATTEMPT) or labels.get(naming.LABEL_ATTEMPT) or "")
+    if not step or not number.isdigit():
+        return None
+    return step, int(number)
+
+
+def _result(pod: Pod, key: str = naming.ANN_RESULT) -> AttemptResult | None:
+    text = ((pod.get("metadata") or {}).get("annotations") or {}).get(key)
+    if not text:
+        return None
+    try:
+        return AttemptResult.from_json(text)
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+        log.warning("unreadable %s on pod %s", key, pod["metadata"]["name"])
+        return None
+
+
+def group_by_step(pods: list[Pod]) -> dict[str, dict[int, Pod]]:
+    out: dict[str, dict[int, Pod]] = {}
+    for pod in pods:
+        found = attempt_of(pod)
+        if found is not None:
+            out.setdefault(found[0], {})[found[1]] = pod
+    return out
+
+
+def rebuild_step(st: StepState, pods: dict[int, Pod]) -> AttemptResult | None:
+    """Restore `st` from its attempt pods; returns the last finished attempt's result (whose
+    Event and observer hook may not have happened before the restart)."""
+    results: dict[int, AttemptResult] = {}
+    for number, pod in pods.items():
+        res = _result(pod)
+        if res is not None:
+            results[number] = res
+        carried = _result(pod, naming.ANN_PREVIOUS_RESULT)
+        if carried is not None and carried.record.number not in pods:
+            results[carried.record.number] = carried
+    last = max(pods)
+    st.skip_checked = True  # it ran, so it was not a cache hit
+    st.attempts = [results[n].record for n in sorted(results) if n <= last]
+    if last in results:
+        res = results[last]
+        if res.stopped:
+            st.status = StepStatus.STOPPED
+            st.message = res.record.message
+        elif res.decision is None:
+            st.status, st.message = StepStatus.SUCCEEDED, f"succeeded on attempt {last}"
+        elif isinstance(res.decision, GiveUp):
+            st.status, st.message = StepStatus.FAILED, res.decision.message
+        else:
+            _retry_next(st, last, res.decision, res.retry_at)
+        return res
+    pod = pods[last]
+    ann = pod["metadata"].get("annotations") or {}
+    previous = results.get(last - 1)
+    budget = previous.decision.budget if previous and isinstance(previous.decision, Retry) else None
+    st.current = AttemptRecord(
+        number=last,
+        memory_request=memory_bytes(ann[naming.ANN_MEMORY_REQUEST]),
+        memory_limit=memory_bytes(ann[naming.ANN_MEMORY_LIMIT]),
+        budget=budget,
+        started_at=created_at(pod),
+    )
+    st.current_pod = pod["metadata"]["name"]
+    st.next_number = last
+    st.status = StepStatus.PENDING
+    st.message = f"attempt {last} adopted after a restart"
+    return None
+
+
+def _retry_next(st: StepState, last: int, decision: Retry, retry_at: float | None) -> None:
+    st.next_number = last + 1
+    st.next_request, st.next_limit = decision.memory_request, decision.memory_limit
+    st.next_budget = decision.budget
+    st.not_before = retry_at or 0.0
+    st.status, st.message = StepStatus.RETRYING, decision.message
+
+
+def resume(engine: Engine, pods: list[Pod]) -> int:
+    """Restore every step of `engine` from `pods` (the informer's first list); returns how
+    many steps had attempts. Hooks are replayed for what a crash may have cut short, so
+    observers must be idempotent per (step, attempt number)."""
+    groups = group_by_step(pods)
+    for step, by_number in groups.items():
+        st = engine.states.get(step)
+        if st is None:
+            log.warning("pods of unknown step %r in run %s; ignored", step, engine.spec.run_id)
+            continue
+        res = rebuild_step(st, by_number)
+        if st.current is not None:
+            engine.hook("on_attempt_started", step, st.current)
+            continue
+        if res is None:
+            continue
+        pod = by_number.get(res.record.number)
+        if pod is not None:
+            engine.emit_result_event(pod, res)
+        engine.hook("on_attempt_finished", step, res.record, res.decision)
+        if res.stopped:
+            engine.stop_requested = True
+        if st.status.terminal:
+            engine.finish_step(st, st.status, st.message)
+    return len(groups)
