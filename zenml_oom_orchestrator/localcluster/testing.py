@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,6 +45,21 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def pids_with(marker: str) -> list[int]:
+    """Live processes whose command line contains `marker`: tag a pod's command with a unique
+    argument to find its processes, and to prove they are gone after a stop."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue  # exited meanwhile
+            if marker.encode() in cmdline:
+                pids.append(int(entry.name))
+    return pids
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -1,0 +1,176 @@
+"""`zenml-oom cluster up` as a real subprocess: kubectl against it, clean stop, crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from zenml_oom_orchestrator.cli import cli
+from zenml_oom_orchestrator.localcluster.cluster import TEMP_PREFIX, LocalCluster
+from zenml_oom_orchestrator.localcluster.kubelet.cgroups import DEFAULT_PREFIX, find_mounts
+from zenml_oom_orchestrator.localcluster.testing import pids_with, wait_for
+
+pytestmark = pytest.mark.cluster
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+
+
+def test_help_and_bad_arguments() -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["cluster", "up", "--help"])
+    assert result.exit_code == 0
+    assert "--kubeconfig" in result.output and "--memory" in result.output
+    result = runner.invoke(cli, ["cluster", "up", "--kubeconfig", "k", "--memory", "lots"])
+    assert result.exit_code == 2 and "not a Kubernetes quantity" in result.output
+    result = runner.invoke(cli, ["cluster", "up", "--memory", "1Gi"])
+    assert result.exit_code == 2 and "--kubeconfig" in result.output
+
+
+class Up:
+    """A `zenml-oom cluster up` process and the kubeconfig it writes."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.kubeconfig = tmp_path / "kubeconfig"
+        command = [sys.executable, "-m", "zenml_oom_orchestrator.cli", "cluster", "up"]
+        self.proc = subprocess.Popen(
+            [*command, "--kubeconfig", str(self.kubeconfig), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for(self._ready, timeout=30, what="the kubeconfig")
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"cluster up exited early:\n{self.proc.stdout.read()}")  # type: ignore[union-attr]
+        return self.kubeconfig.exists()
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        assert KUBECTL is not None
+        done = subprocess.run(
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
+        return done.stdout
+
+    def leftovers(self) -> list[Path]:
+        """Temp dirs and cgroup trees named after this process (cluster ids start with pid)."""
+        pid = self.proc.pid
+        found = list(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{pid}-*"))
+        v1, v2 = find_mounts(Path("/proc/self/mountinfo").read_text())
+        for mount in (v1, v2):
+            if mount is not None:
+                found += (mount / DEFAULT_PREFIX).glob(f"{pid}-*")
+        return found
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    process = Up(tmp_path, "--memory", "2Gi", "--cpus", "1")
+    yield process
+    if process.proc.poll() is None:  # a failed test: still stop it cleanly
+        process.proc.terminate()
+        try:
+            process.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            process.proc.kill()
+            process.proc.wait()
+
+
+def pod_manifest(name: str, code: str, memory: str | None = None, marker: str = "") -> str:
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": "python:3.11",
+        "command": ["python", "-c", code, *([marker] if marker else [])],
+    }
+    if memory:
+        container["resources"] = {"limits": {"memory": memory}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "containers": [container]},
+    }
+    return json.dumps(pod)
+
+
+OOM = (
+    "print('hello from the pod', flush=True)\n"
+    "b = bytearray(600 * 1024 * 1024)\n"
+    "b[::4096] = b'x' * len(range(0, len(b), 4096))\n"
+)
+SLEEP = "import time; print('sleeping', flush=True); time.sleep(600)"
+
+
+@needs_kubectl
+def test_kubectl_get_describe_logs_delete_then_sigterm_leaves_nothing(up: Up) -> None:
+    assert "oom-local-node" in up.kubectl("get", "nodes")
+    context = up.kubectl("config", "current-context", "--kubeconfig", str(up.kubeconfig))
+    assert context.strip() == "oom-local"
+    # --validate=false: the local API server serves no OpenAPI schema for kubectl to check.
+    up.kubectl("create", "--validate=false", "-f", "-", input=pod_manifest("oom", OOM, "256Mi"))
+    marker = f"cli-{secrets.token_hex(4)}"
+    up.kubectl(
+        "create", "--validate=false", "-f", "-", input=pod_manifest("nap", SLEEP, None, marker)
+    )
+    wait_for(lambda: "OOMKilled" in up.kubectl("get", "pods"), timeout=20, what="kubectl get pods")
+    table = up.kubectl("get", "pods")
+    assert "nap" in table and "Running" in table
+    described = up.kubectl("describe", "pod", "oom")
+    for expected in ("OOMKilled", "137", "256Mi", "Failed"):
+        assert expected in described
+    assert "hello from the pod" in up.kubectl("logs", "oom")
+    wait_for(lambda: "sleeping" in up.kubectl("logs", "nap"), what="kubectl logs nap")
+    up.kubectl("delete", "pod", "oom", "--wait=true")
+    assert "oom" not in up.kubectl("get", "pods", "-o", "name")
+
+    wait_for(lambda: pids_with(marker), what="the sleeping pod's process")
+    assert up.leftovers()  # its temp dir and cgroup tree while it runs
+    up.proc.send_signal(signal.SIGTERM)
+    output, _ = up.proc.communicate(timeout=30)
+    assert up.proc.returncode == 0, output
+    assert "Local cluster stopped." in output
+    assert not up.kubeconfig.exists()
+    assert not pids_with(marker)
+    assert not up.leftovers()
+
+
+def test_sigint_stops_it_cleanly(up: Up) -> None:
+    up.proc.send_signal(signal.SIGINT)
+    output, _ = up.proc.communicate(timeout=30)
+    assert up.proc.returncode == 0, output
+    assert not up.kubeconfig.exists() and not up.leftovers()
+
+
+@needs_kubectl
+def test_start_after_a_crash_cleans_what_the_crashed_run_left(up: Up) -> None:
+    marker = f"crash-{secrets.token_hex(4)}"
+    up.kubectl(
+        "create", "--validate=false", "-f", "-", input=pod_manifest("nap", SLEEP, None, marker)
+    )
+    wait_for(lambda: pids_with(marker), what="the sleeping pod's process")
+    up.proc.send_signal(signal.SIGKILL)
+    up.proc.wait()
+    stale = up.leftovers()
+    assert stale, "a SIGKILLed cluster leaves its temp dir and cgroups behind"
+    with LocalCluster(memory="1Gi", cpus=1):
+        assert not [p for p in stale if p.exists()]
+        wait_for(lambda: not pids_with(marker), what="the stale pod process to be killed")
+    assert os.path.exists(up.kubeconfig)  # the user's file, pointing at a dead port now
