@@ -122,3 +122,12 @@ def test_fail_image_pulls_at_runtime(node: tuple[Store, Kubelet]) -> None:
 
     assert wait_for(lambda: reason() in ("ErrImagePull", "ImagePullBackOff"), what="pull error")
     assert os.path.isdir(kubelet.dir)
+
+
+def test_relist_without_the_pod_stops_its_worker(node: tuple[Store, Kubelet]) -> None:
+    """A pod deleted while the watch was down (410, re-list) must not run on forever."""
+    store, kubelet = node
+    _, pid = start_sleeper(store, "missed")
+    kubelet._on_sync([])  # what the informer calls with a re-list that lacks the pod
+    wait_for(lambda: process_gone(pid), what="process killed")
+    assert not kubelet.workers

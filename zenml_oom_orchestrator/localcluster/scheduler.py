@@ -58,7 +58,13 @@ class Scheduler:
         self._usage: dict[str, dict[str, dict[str, Fraction]]] = {}
         self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()  # uid -> pod
         self._informers = [
-            Informer(store, "pods", self._enqueue("pod"), name="scheduler-pods"),
+            Informer(
+                store,
+                "pods",
+                self._enqueue("pod"),
+                name="scheduler-pods",
+                on_sync=lambda pods: self._queue.put(("sync", "SYNC", pods)),
+            ),
             Informer(store, "nodes", self._enqueue("node"), name="scheduler-nodes"),
         ]
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
@@ -101,8 +107,16 @@ class Scheduler:
                     break
             self._schedule_pending(retry)
 
-    def _observe(self, kind: str, event_type: str, obj: dict[str, Any]) -> bool:
+    def _observe(self, kind: str, event_type: str, obj: Any) -> bool:
         """Update the cache; True when capacity may have freed (unschedulable pods retry)."""
+        if kind == "sync":  # a re-list: forget pods deleted while the watch was down
+            present = {p["metadata"]["uid"] for p in obj}
+            for pods in self._usage.values():
+                for uid in [u for u in pods if u not in present]:
+                    del pods[uid]
+            for uid in [u for u in self._pending if u not in present]:
+                del self._pending[uid]
+            return True
         if kind == "node":
             name = obj["metadata"]["name"]
             if event_type == "DELETED":

@@ -10,12 +10,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, dict[str, Any]], None]
+SyncHandler = Callable[[list[dict[str, Any]]], None]
 
 
 class Informer:
     """Calls `handler(type, obj)` for every listed object ("ADDED") and every watch event.
 
-    Handlers must be idempotent: after an expired watch the whole list is replayed.
+    Handlers must be idempotent: after an expired watch the whole list is replayed. Deletions
+    missed meanwhile are not replayed: `on_sync(items)` gets every full list to find them.
     """
 
     def __init__(
@@ -28,10 +30,12 @@ class Informer:
         field_selector: str | None = None,
         label_selector: str | None = None,
         name: str | None = None,
+        on_sync: SyncHandler | None = None,
     ) -> None:
         self.store = store
         self.resource = resource
         self.handler = handler
+        self.on_sync = on_sync
         self.namespace = namespace
         self.field_selector = field_selector
         self.label_selector = label_selector
@@ -74,6 +78,11 @@ class Informer:
             label_selector=self.label_selector,
             field_selector=self.field_selector,
         )
+        if self.on_sync is not None:
+            try:
+                self.on_sync(items)
+            except Exception:  # noqa: BLE001
+                log.exception("%s sync handler failed", self.resource)
         for obj in items:
             self._dispatch("ADDED", obj)
         self.synced.set()

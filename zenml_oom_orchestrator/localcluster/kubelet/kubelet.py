@@ -102,6 +102,7 @@ class Kubelet(NodeFaults):
             self._on_pod,
             field_selector=f"spec.nodeName={self.node_name}",
             name=f"kubelet-{self.node_name}",
+            on_sync=self._on_sync,
         )
         self._informer.start()
         self._informer.synced.wait(10)
@@ -161,6 +162,14 @@ class Kubelet(NodeFaults):
             worker = PodWorker(self, pod)
             self.workers[uid] = worker
         worker.thread.start()
+
+    def _on_sync(self, pods: list[dict[str, Any]]) -> None:
+        """After a re-list: pods that went away while the watch was down are deleted here."""
+        present = {p["metadata"]["uid"] for p in pods}
+        with self._lock:
+            gone = [w.pod for uid, w in self.workers.items() if uid not in present]
+        for pod in gone:
+            self._on_pod("DELETED", pod)
 
     def finalize_deletion(self, pod: dict[str, Any]) -> None:
         """The kubelet's final delete (grace 0) once nothing of the pod runs any more."""
