@@ -154,6 +154,7 @@ class PodWorker(StatusWriter):
                 self._wait_exits(5.0)
             if not self.running:
                 self.write_status()
+                self.kubelet.backend.remove_pod(self.uid)  # cgroups go before the pod does
                 self.kubelet.finalize_deletion(self.pod)
                 self.finished = True
             return
