@@ -13,7 +13,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
-from .events import now
 from .podresources import container_resource, format_bytes
 from .status import ContainerRecord, waiting
 
@@ -88,16 +87,7 @@ class NodeFaults:
 
         def evict() -> None:
             text = message or _pressure_message(self, worker)
-            worker._extra_conditions = [
-                {
-                    "type": "DisruptionTarget",
-                    "status": "True",
-                    "reason": "TerminationByKubelet",
-                    "message": text,
-                    "lastProbeTime": None,
-                    "lastTransitionTime": now(),
-                }
-            ]
+            worker.set_disruption_target("TerminationByKubelet", text)
             self.record(worker.pod, "Evicted", text, "Warning")
             worker.terminate("Failed", "Evicted", text)
 
@@ -112,9 +102,7 @@ class NodeFaults:
 
 def _node_lost(kubelet: NodeFaults, worker: PodWorker, phase: str) -> None:
     text = f"Node {kubelet.node_name} which was running pod {worker.name} is unresponsive"
-    worker._frozen = True
-    worker._override = (phase, "NodeLost", text)
-    worker.write_status()
+    worker.report_final(phase, "NodeLost", text)
     worker.freeze()
 
 
