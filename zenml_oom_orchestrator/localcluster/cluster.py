@@ -9,6 +9,7 @@ a live sibling cluster (another test session) is never touched.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import shutil
@@ -103,6 +104,8 @@ class LocalCluster:
         with self._lock:
             if self.store is not None:
                 return self
+            # A script that forgets stop() still kills its pods at interpreter exit.
+            atexit.register(self.stop)
             try:
                 self._start()
             except BaseException:
@@ -177,6 +180,7 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop everything in reverse start order and remove what was created. Idempotent."""
         with self._lock:
+            atexit.unregister(self.stop)
             while self._started:
                 part = self._started.pop()
                 try:

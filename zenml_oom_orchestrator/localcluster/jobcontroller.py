@@ -190,7 +190,10 @@ class JobController:
 
     def _owned_pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
         selector = selector_string(job["spec"].get("selector"))
-        items, _ = self.store.list("pods", job["metadata"]["namespace"], label_selector=selector)
+        # Shared snapshots, never mutated here: no copy per pod per sync.
+        items, _ = self.store.list_shared(
+            "pods", job["metadata"]["namespace"], label_selector=selector
+        )
         uid = uid_of(job)
         return [p for p in items if (controller_ref(p) or {}).get("uid") == uid]
 
