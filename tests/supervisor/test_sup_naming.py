@@ -49,7 +49,7 @@ def test_label_value_keeps_valid_values() -> None:
     assert naming.label_value("Step_1.a") == "Step_1.a"
     long = "a" * 64
     assert naming.label_value(long) != naming.label_value("a" * 65)
-    assert naming.run_selector(uuid) == f"run_id={uuid}"
+    assert naming.run_selector(uuid) == f"run_id={uuid},app.kubernetes.io/managed-by=oom-supervisor"
 
 
 def test_event_name() -> None:

@@ -78,5 +78,6 @@ def event_name(object_name: str, reason: str) -> str:
 
 
 def run_selector(run_id: str) -> str:
-    """The label selector that matches every attempt of one run."""
-    return f"{LABEL_RUN}={label_value(run_id)}"
+    """The label selector that matches every attempt of one run, and nothing else: ZenML puts
+    the same `run_id` label on the orchestrator pod that runs the supervisor."""
+    return f"{LABEL_RUN}={label_value(run_id)},{LABEL_MANAGED_BY}={MANAGED_BY}"
