@@ -1,0 +1,125 @@
+"""Settings: merged the ZenML way, stock settings intact, bad policies refused with clear words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import compile_step, make_orchestrator, make_snapshot
+from pydantic import ValidationError
+
+from zenml_oom_orchestrator.flavors import (
+    InvalidPolicyError,
+    OOMKubernetesOrchestratorConfig,
+    OOMKubernetesOrchestratorSettings,
+)
+from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
+    OOMKubernetesOrchestrator,
+)
+
+
+def test_step_overrides_pipeline_overrides_component_field_by_field(
+    orchestrator: OOMKubernetesOrchestrator,
+) -> None:
+    # component: max_memory=8Gi, memory_multiplier=3
+    step = compile_step(
+        orchestrator,
+        step_settings={"max_oom_retries": 5},
+        pipeline_settings={"memory_multiplier": 1.5, "max_infrastructure_retries": 1},
+    )
+    policy = orchestrator.step_policy("train", step)
+    assert policy.max_oom_retries == 5  # step
+    assert policy.memory_multiplier == 1.5  # pipeline over component
+    assert policy.max_infrastructure_retries == 1  # pipeline
+    assert policy.max_memory == "8Gi"  # component
+    assert policy.memory_increment == "256Mi"  # nobody: the policy's default
+
+
+def test_component_defaults_apply_without_any_settings(
+    orchestrator: OOMKubernetesOrchestrator,
+) -> None:
+    policy = orchestrator.step_policy("train", compile_step(orchestrator))
+    assert (policy.max_memory, policy.memory_multiplier) == ("8Gi", 3.0)
+
+
+def test_stock_kubernetes_settings_still_work(orchestrator: OOMKubernetesOrchestrator) -> None:
+    step = compile_step(
+        orchestrator,
+        step_settings={
+            "max_memory": "4Gi",
+            "pod_settings": {
+                "node_selectors": {"pool": "big"},
+                "env": [{"name": "A", "value": "1"}],
+            },
+            "privileged": True,
+        },
+        pipeline_settings={"max_parallelism": 2, "synchronous": False},
+    )
+    settings = orchestrator.get_settings(step)
+    assert isinstance(settings, OOMKubernetesOrchestratorSettings)
+    assert settings.pod_settings is not None
+    assert settings.pod_settings.node_selectors == {"pool": "big"}
+    assert settings.privileged is True
+    assert settings.max_parallelism == 2
+    assert settings.max_memory == "4Gi"
+
+
+def test_resource_settings_memory_is_accepted_as_the_start(
+    orchestrator: OOMKubernetesOrchestrator,
+) -> None:
+    step = compile_step(orchestrator, resource_memory="2GiB")
+    orchestrator.step_policy("train", step)  # no error: 2GiB is under the 8Gi cap
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "hint"),
+    [
+        ("memory_multiplier", 0.5, "use 1"),
+        ("max_oom_retries", -1, "use 0"),
+        ("max_infrastructure_retries", -2, "use 0"),
+        ("max_memory", "lots", "not a memory size"),
+        ("memory_increment", "12 apples", "not a memory size"),
+        ("pending_timeout_seconds", -5, "use 0"),
+        ("sigkill_without_reason", "panic", "sigkill_without_reason"),
+    ],
+)
+def test_invalid_value_refused_naming_field_value_and_fix(
+    field: str, value: Any, hint: str
+) -> None:
+    for model in (OOMKubernetesOrchestratorSettings, OOMKubernetesOrchestratorConfig):
+        with pytest.raises(ValidationError) as err:
+            model(**{field: value})
+        text = str(err.value)
+        assert field in text and str(value) in text and hint in text
+
+
+def test_cap_below_start_refused_when_both_are_set_on_one_level() -> None:
+    with pytest.raises(ValidationError, match="initial_memory='8Gi' is above max_memory='4Gi'"):
+        OOMKubernetesOrchestratorSettings(initial_memory="8Gi", max_memory="4Gi")
+
+
+def test_misspelt_policy_setting_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(ValidationError, match="did you mean 'max_oom_retries'"):
+        OOMKubernetesOrchestratorSettings(max_oom_retry=3)
+
+
+def test_conflict_across_levels_is_refused_at_compile_naming_the_step() -> None:
+    orchestrator = make_orchestrator(max_memory="4Gi")
+    step = compile_step(orchestrator, name="trainer", step_settings={"initial_memory": "8Gi"})
+    with pytest.raises(InvalidPolicyError) as err:
+        orchestrator.get_docker_builds(make_snapshot({"trainer": step}))
+    text = str(err.value)
+    assert "step `trainer`" in text
+    assert "initial_memory='8Gi'" in text and "max_memory='4Gi'" in text
+    assert "raise max_memory" in text
+
+
+def test_resource_settings_above_the_cap_is_refused_naming_the_step() -> None:
+    orchestrator = make_orchestrator(max_memory="1Gi")
+    step = compile_step(orchestrator, name="big", resource_memory="3GiB")
+    with pytest.raises(InvalidPolicyError, match=r"step `big`.*ResourceSettings.*max_memory"):
+        orchestrator.step_policy("big", step)
+
+
+def test_memory_given_in_bytes_is_stored_readable() -> None:
+    assert OOMKubernetesOrchestratorSettings(max_memory=3 * 2**30).max_memory == "3Gi"

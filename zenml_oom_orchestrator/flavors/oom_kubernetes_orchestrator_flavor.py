@@ -1,0 +1,155 @@
+"""The ``oom_kubernetes`` flavor: ZenML's Kubernetes orchestrator plus OOM recovery.
+
+Config and settings extend ZenML's own, so every stock setting keeps working. The OOM policy
+fields are flat on the settings and default to ``None`` ("not set here"): ZenML merges a step's
+settings over its pipeline's and the component's by dropping ``None`` values, so a step that
+sets only ``max_memory`` keeps the pipeline's ``memory_multiplier``. Unset everywhere means the
+policy's own default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, NonNegativeFloat, ValidationError, model_validator
+from zenml.integrations.kubernetes.flavors.kubernetes_orchestrator_flavor import (
+    KubernetesOrchestratorConfig,
+    KubernetesOrchestratorFlavor,
+    KubernetesOrchestratorSettings,
+)
+
+from zenml_oom_orchestrator.policy import OOMPolicy
+from zenml_oom_orchestrator.policy.settings import SigkillMeaning
+
+if TYPE_CHECKING:
+    from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
+        OOMKubernetesOrchestrator,
+    )
+
+FLAVOR_NAME = "oom_kubernetes"
+DOCS_URL = "https://pypi.org/project/zenml-oom-orchestrator/"
+
+_POLICY = OOMPolicy.model_fields
+
+
+def _describe(name: str) -> str:
+    """The policy field's own description (one source of truth), plus how merging works."""
+    return (
+        f"{_POLICY[name].description} Unset: the pipeline's, then the component's value, "
+        f"then the default {_POLICY[name].default!r}."
+    )
+
+
+class InvalidPolicyError(ValueError):
+    """An OOM policy that cannot work, with the step, field, value and fix in its message."""
+
+
+class OOMKubernetesOrchestratorSettings(KubernetesOrchestratorSettings):
+    """Settings for the ``oom_kubernetes`` orchestrator: stock Kubernetes settings + OOM policy.
+
+    Usable per step (``@step(settings={"orchestrator": OOMKubernetesOrchestratorSettings(...)})``),
+    per pipeline, and as component defaults (``zenml orchestrator register/update --max_memory=...``).
+    """
+
+    # ZenML 0.98 declares this PositiveFloat with the default 0.0, so settings that ZenML dumps
+    # and validates again (it does at run time) fail; 0 means "no delay" and is allowed here.
+    job_monitoring_delay: NonNegativeFloat = Field(
+        default=0.0,
+        description=KubernetesOrchestratorSettings.model_fields["job_monitoring_delay"].description,
+    )
+
+    max_oom_retries: int | None = Field(default=None, description=_describe("max_oom_retries"))
+    memory_multiplier: float | None = Field(
+        default=None, description=_describe("memory_multiplier")
+    )
+    memory_increment: str | None = Field(default=None, description=_describe("memory_increment"))
+    max_memory: str | None = Field(default=None, description=_describe("max_memory"))
+    initial_memory: str | None = Field(default=None, description=_describe("initial_memory"))
+    keep_request_ratio: bool | None = Field(
+        default=None, description=_describe("keep_request_ratio")
+    )
+    max_infrastructure_retries: int | None = Field(
+        default=None, description=_describe("max_infrastructure_retries")
+    )
+    sigkill_without_reason: SigkillMeaning | None = Field(
+        default=None, description=_describe("sigkill_without_reason")
+    )
+    pending_timeout_seconds: float | None = Field(
+        default=None, description=_describe("pending_timeout_seconds")
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _memory_ints_as_quantities(cls, data: Any) -> Any:
+        # The CLI passes strings, Python callers may pass bytes; the policy accepts both and
+        # stores the readable form, so do the same here.
+        if isinstance(data, dict):
+            for key in ("memory_increment", "max_memory", "initial_memory"):
+                if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
+                    data = {**data, key: OOMPolicy(**{key: data[key]}).model_dump()[key]}
+        return data
+
+    @model_validator(mode="after")
+    def _valid_policy(self) -> OOMKubernetesOrchestratorSettings:
+        # Refuse a bad value where it is written (decorator, register/update), not at run time.
+        for key, value in (self.model_extra or {}).items():
+            # ZenML would drop a misspelt key with a warning; for the policy, say what was meant.
+            close = difflib.get_close_matches(key, list(_POLICY), n=1, cutoff=0.8)
+            if close:
+                raise InvalidPolicyError(
+                    f"unknown setting {key!r} (value {value!r}); did you mean {close[0]!r}?"
+                )
+        self.oom_policy()
+        return self
+
+    def policy_overrides(self) -> dict[str, Any]:
+        """The policy fields set on these settings (after merging), by name."""
+        return {name: value for name in _POLICY if (value := getattr(self, name, None)) is not None}
+
+    def oom_policy(self, step_name: str | None = None) -> OOMPolicy:
+        """The OOM policy these settings describe; :class:`InvalidPolicyError` if it can't work."""
+        try:
+            return OOMPolicy(**self.policy_overrides())
+        except ValidationError as err:
+            problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+            where = f" for step `{step_name}`" if step_name else ""
+            raise InvalidPolicyError(
+                f"Invalid OOM policy{where}: {problems}. Set it in "
+                "`OOMKubernetesOrchestratorSettings(...)` on the step or pipeline, or on the "
+                "orchestrator component with `zenml orchestrator update <name> --<field>=<value>`."
+            ) from None
+
+
+class OOMKubernetesOrchestratorConfig(
+    KubernetesOrchestratorConfig, OOMKubernetesOrchestratorSettings
+):
+    """Configuration of an ``oom_kubernetes`` orchestrator component (stock fields + policy)."""
+
+
+class OOMKubernetesOrchestratorFlavor(KubernetesOrchestratorFlavor):
+    """ZenML's Kubernetes orchestrator flavor, with OOM-killed steps retried with more memory."""
+
+    @property
+    def name(self) -> str:
+        return FLAVOR_NAME
+
+    @property
+    def docs_url(self) -> str | None:
+        return DOCS_URL
+
+    @property
+    def sdk_docs_url(self) -> str | None:
+        return DOCS_URL
+
+    @property
+    def config_class(self) -> type[OOMKubernetesOrchestratorConfig]:
+        return OOMKubernetesOrchestratorConfig
+
+    @property
+    def implementation_class(self) -> type[OOMKubernetesOrchestrator]:
+        from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
+            OOMKubernetesOrchestrator,
+        )
+
+        return OOMKubernetesOrchestrator

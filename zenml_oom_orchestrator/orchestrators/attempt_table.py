@@ -1,0 +1,59 @@
+"""The attempt history as it is stored in ZenML run metadata, and as a table for people.
+
+One row per attempt: ``attempt, memory_request, memory_limit, outcome, exit_code, duration_s,
+message``. The orchestrator pod stores the rows of a step on its final step run (key
+``oom_attempts``); a synchronous run prints :func:`format_attempt_table` when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+COLUMNS = ("step", "attempt", "request", "limit", "outcome", "exit", "duration", "message")
+MESSAGE_WIDTH = 70
+
+
+def _cell(row: Mapping[str, Any], column: str) -> str:
+    if column == "request":
+        value = row.get("memory_request")
+    elif column == "limit":
+        value = row.get("memory_limit")
+    elif column == "exit":
+        value = row.get("exit_code")
+    elif column == "duration":
+        seconds = row.get("duration_s")
+        value = None if seconds is None else f"{float(seconds):.1f}s"
+    else:
+        value = row.get(column)
+    text = "-" if value is None or value == "" else " ".join(str(value).split())
+    if column == "message" and len(text) > MESSAGE_WIDTH:
+        text = text[: MESSAGE_WIDTH - 3] + "..."
+    return text
+
+
+def format_attempt_table(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    final: Mapping[str, str] | None = None,
+) -> str:
+    """A fixed-width table of every attempt of every step, steps in the given order.
+
+    ``final`` maps a step to its final status; a step with no attempts (cached, skipped) gets
+    one row saying so.
+    """
+    final = final or {}
+    rows: list[list[str]] = []
+    for step, attempts in histories.items():
+        if not attempts:
+            rows.append([step, "-", "-", "-", final.get(step, "no attempt"), "-", "-", ""])
+            continue
+        for attempt in attempts:
+            rows.append([step] + [_cell(attempt, c) for c in COLUMNS[1:]])
+    for step, status in final.items():
+        if step not in histories:
+            rows.append([step, "-", "-", "-", status, "-", "-", ""])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)

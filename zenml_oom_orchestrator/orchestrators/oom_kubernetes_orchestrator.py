@@ -1,0 +1,232 @@
+"""``OOMKubernetesOrchestrator``: ZenML's Kubernetes orchestrator, with the attempt supervisor.
+
+What differs from the stock orchestrator, and why:
+
+- ``get_docker_builds`` (the one hook before the snapshot is stored) validates every step's
+  merged OOM policy and raises its ``retry.max_retries`` so the server accepts a step run for
+  each attempt the policy allows (see ``retry_budget``); dynamic pipelines are refused there.
+- ``submit_pipeline`` starts the orchestrator Job on this package's entrypoint, which runs the
+  supervisor; ``ResourceSettings(memory=...)`` is the start memory, not ignored.
+- ``fetch_status`` reads the latest attempt of each step; ``_stop_run`` asks the supervisor to
+  stop (it is the only writer) instead of deleting pods behind its back.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, cast
+
+from kubernetes.client import ApiException
+from zenml.client import Client
+from zenml.config.base_settings import BaseSettings
+from zenml.config.step_configurations import Step
+from zenml.enums import ExecutionStatus
+from zenml.integrations.kubernetes import kube_utils
+from zenml.integrations.kubernetes.constants import ORCHESTRATOR_ANNOTATION_KEY
+from zenml.integrations.kubernetes.orchestrators import KubernetesOrchestrator
+from zenml.integrations.kubernetes.orchestrators.kubernetes_orchestrator_entrypoint_configuration import (  # noqa: E501
+    KubernetesOrchestratorEntrypointConfiguration,
+)
+from zenml.logger import get_logger
+from zenml.models import PipelineSnapshotBase
+from zenml.orchestrators import SubmissionResult
+
+from zenml_oom_orchestrator.flavors.oom_kubernetes_orchestrator_flavor import (
+    InvalidPolicyError,
+    OOMKubernetesOrchestratorConfig,
+    OOMKubernetesOrchestratorSettings,
+)
+from zenml_oom_orchestrator.orchestrators import status_view
+from zenml_oom_orchestrator.orchestrators.retry_budget import apply_retry_budget
+from zenml_oom_orchestrator.policy import OOMPolicy, PolicyError, start_memory
+
+if TYPE_CHECKING:
+    from zenml.config.build_configuration import BuildConfiguration
+    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
+    from zenml.stack import Stack
+
+logger = get_logger(__name__)
+
+ENTRYPOINT_MODULE = "zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator_entrypoint"
+
+
+class DynamicPipelineNotSupportedError(RuntimeError):
+    """Dynamic pipelines are not run by this flavor (yet)."""
+
+
+def _validation_text(err: Exception) -> str:
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in errors())
+    return str(err)
+
+
+class OOMKubernetesOrchestrator(KubernetesOrchestrator):
+    """Runs each step as a sequence of attempts and retries OOM-killed ones with more memory."""
+
+    @property
+    def config(self) -> OOMKubernetesOrchestratorConfig:
+        return cast(OOMKubernetesOrchestratorConfig, self._config)
+
+    @property
+    def settings_class(self) -> type[BaseSettings] | None:
+        # Without this, ZenML drops the OOM fields as "invalid setting attributes".
+        return OOMKubernetesOrchestratorSettings
+
+    # ---- per step --------------------------------------------------------------------------
+    def step_settings(self, name: str, step: Step) -> OOMKubernetesOrchestratorSettings:
+        """The step's settings merged the ZenML way (step over pipeline over component)."""
+        try:
+            return cast(OOMKubernetesOrchestratorSettings, self.get_settings(step))
+        except ValueError as err:  # pydantic's ValidationError is a ValueError
+            text = _validation_text(err)
+            prefix = "Invalid OOM policy: "
+            if text.startswith(prefix):
+                text = text.removeprefix(prefix)
+            raise InvalidPolicyError(f"Invalid OOM policy for step `{name}`: {text}") from None
+
+    def step_policy(self, name: str, step: Step) -> OOMPolicy:
+        """The step's OOM policy; :class:`InvalidPolicyError` naming the step if it can't work."""
+        settings = self.step_settings(name, step)
+        policy = settings.oom_policy(step_name=name)
+        pod_resources = settings.pod_settings.resources if settings.pod_settings else None
+        try:
+            start_memory(
+                policy,
+                resource_memory=step.config.resource_settings.memory,
+                pod_resources=pod_resources,
+            )
+        except PolicyError as err:
+            raise InvalidPolicyError(f"Invalid OOM policy for step `{name}`: {err}") from None
+        return policy
+
+    # ---- submission ------------------------------------------------------------------------
+    def get_docker_builds(self, snapshot: PipelineSnapshotBase) -> list[BuildConfiguration]:
+        """Validate the run and raise each step's retry budget, before the snapshot is stored.
+
+        ZenML calls this more than once on the same snapshot; the budget change is idempotent.
+        """
+        if isinstance(snapshot, PipelineSnapshotBase):
+            self._refuse_dynamic(snapshot)
+            policies = {
+                name: self.step_policy(name, step)
+                for name, step in snapshot.step_configurations.items()
+            }
+            apply_retry_budget(
+                snapshot,
+                lambda name, _step: (
+                    policies[name].max_oom_retries + policies[name].max_infrastructure_retries
+                ),
+            )
+        return super().get_docker_builds(snapshot)
+
+    def _refuse_dynamic(self, snapshot: Any) -> None:
+        if snapshot.is_dynamic:
+            raise DynamicPipelineNotSupportedError(
+                f"The `{self.name}` orchestrator (flavor oom_kubernetes) runs static pipelines "
+                "only: its supervisor needs the whole DAG up front. Run this dynamic pipeline "
+                "with the stock `kubernetes` orchestrator, or make it static."
+            )
+
+    def submit_pipeline(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        base_environment: dict[str, str],
+        step_environments: dict[str, dict[str, str]],
+        placeholder_run: PipelineRunResponse | None = None,
+    ) -> SubmissionResult | None:
+        """Start the orchestrator Job running this package's entrypoint (the supervisor)."""
+        self._refuse_dynamic(snapshot)
+        for name, step in snapshot.step_configurations.items():
+            if step.config.resource_settings.memory:
+                logger.info(
+                    "Step `%s` starts with ResourceSettings(memory=%s) unless its OOM policy "
+                    "sets initial_memory.",
+                    name,
+                    step.config.resource_settings.memory,
+                )
+        environment = dict(base_environment)
+        if self.config.is_local and not self.config.incluster and "KUBECONFIG" in os.environ:
+            # A local cluster runs pods on this machine: the orchestrator pod can read the same
+            # kubeconfig, and needs it because in-cluster config is not available there.
+            environment["KUBECONFIG"] = os.environ["KUBECONFIG"]
+        result = self._submit_orchestrator_job(
+            snapshot=snapshot,
+            command=["python", "-m", ENTRYPOINT_MODULE],
+            args=KubernetesOrchestratorEntrypointConfiguration.get_entrypoint_arguments(
+                snapshot_id=snapshot.id,
+                run_id=placeholder_run.id if placeholder_run else None,
+            ),
+            environment=environment,
+            placeholder_run=placeholder_run,
+        )
+        if result is None or result.wait_for_completion is None or placeholder_run is None:
+            return result
+        wait = result.wait_for_completion
+        run_id = placeholder_run.id
+
+        def wait_then_print_attempts() -> None:
+            try:
+                wait()
+            finally:
+                print(status_view.attempt_table_for_run(Client().get_pipeline_run(run_id)))
+
+        return SubmissionResult(
+            wait_for_completion=wait_then_print_attempts, metadata=result.metadata
+        )
+
+    def submit_dynamic_pipeline(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        environment: dict[str, str],
+        placeholder_run: PipelineRunResponse | None = None,
+    ) -> SubmissionResult | None:
+        self._refuse_dynamic(snapshot)
+        return None  # unreachable: every snapshot that gets here is dynamic
+
+    # ---- status and stop -------------------------------------------------------------------
+    def fetch_status(
+        self, run: PipelineRunResponse, include_steps: bool = False
+    ) -> tuple[ExecutionStatus | None, dict[str, ExecutionStatus] | None]:
+        """The run's status from its orchestrator Job, each step's from its latest attempt."""
+        selector = f"run_id={kube_utils.sanitize_label_value(str(run.id))}"
+        try:
+            jobs = self._k8s_batch_api.list_namespaced_job(
+                namespace=self.config.kubernetes_namespace, label_selector=selector
+            ).items
+            pods = (
+                self._k8s_core_api.list_namespaced_pod(
+                    namespace=self.config.kubernetes_namespace, label_selector=selector
+                ).items
+                if include_steps
+                else []
+            )
+        except ApiException as err:
+            logger.warning("Failed to read the cluster for run %s: %s", run.id, err)
+            return None, None
+        orchestrator_jobs = [
+            j for j in jobs if ORCHESTRATOR_ANNOTATION_KEY in (j.metadata.annotations or {})
+        ]
+        pipeline_status = None
+        if orchestrator_jobs and not run.status.is_finished:
+            pipeline_status = self._map_job_status_to_execution_status(orchestrator_jobs[0])
+        if not include_steps:
+            return pipeline_status, None
+        orchestrator_done = pipeline_status is not None
+        step_statuses = {
+            name: status
+            for name, status in status_view.latest_attempt_statuses(pods, orchestrator_done).items()
+            if name in run.steps and not run.steps[name].status.is_finished
+        }
+        return pipeline_status, step_statuses
+
+    def _stop_run(self, run: PipelineRunResponse, graceful: bool = True) -> None:
+        """Nothing to do here: the run is STOPPING in the store already.
+
+        The orchestrator pod watches for that and has the supervisor, the only writer, delete
+        the attempts in flight and end their steps STOPPED. Deleting pods from here would race
+        with it (a vanished pod looks like a lost node, which is retried).
+        """
+        logger.info("Run `%s` is STOPPING; its orchestrator pod stops the steps.", run.name)

@@ -1,0 +1,67 @@
+"""Read-only views of a run: the latest attempt of each step, and the stored attempt history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from zenml.enums import ExecutionStatus
+from zenml.models import PipelineRunResponse
+
+from zenml_oom_orchestrator.orchestrators.attempt_table import format_attempt_table
+from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY, VERDICT_KEY
+from zenml_oom_orchestrator.supervisor import naming
+
+
+def _attempt_number(pod: Any) -> int:
+    try:
+        return int((pod.metadata.labels or {}).get(naming.LABEL_ATTEMPT, 0))
+    except ValueError:
+        return 0
+
+
+def latest_attempt_statuses(
+    pods: Iterable[Any], orchestrator_done: bool
+) -> dict[str, ExecutionStatus]:
+    """Each step's status from its highest-numbered attempt pod (``V1Pod`` objects).
+
+    While the orchestrator pod lives, its supervisor is the only writer of step statuses, so
+    nothing is reported. Once it is gone, whatever it left open is settled from the last
+    attempt: succeeded is COMPLETED, anything else FAILED.
+    """
+    if not orchestrator_done:
+        return {}
+    latest: dict[str, Any] = {}
+    for pod in pods:
+        annotations = pod.metadata.annotations or {}
+        step = annotations.get(naming.ANN_ZENML_STEP)
+        if step is None or naming.LABEL_ATTEMPT not in (pod.metadata.labels or {}):
+            continue  # the orchestrator pod, or a pod this flavor did not start
+        if step not in latest or _attempt_number(pod) > _attempt_number(latest[step]):
+            latest[step] = pod
+    return {
+        step: ExecutionStatus.COMPLETED
+        if pod.status is not None and pod.status.phase == "Succeeded"
+        else ExecutionStatus.FAILED
+        for step, pod in latest.items()
+    }
+
+
+def attempt_table_for_run(run: PipelineRunResponse) -> str:
+    """The attempt table of a finished run, read back from the step runs' metadata."""
+    histories: dict[str, list[dict[str, Any]]] = {}
+    final: dict[str, str] = {}
+    step_names = list(run.snapshot.step_configurations) if run.snapshot else list(run.steps)
+    steps = run.steps
+    for name in step_names:
+        step_run = steps.get(name)
+        if step_run is None:
+            final[name] = "not run"
+            continue
+        metadata = step_run.run_metadata
+        history = metadata.get(HISTORY_KEY)
+        histories[name] = list(history) if isinstance(history, list) else []
+        verdict = metadata.get(VERDICT_KEY)
+        final[name] = str(verdict or step_run.status.value)
+    header = f"Attempts of run `{run.name}` ({run.status.value}):"
+    return header + "\n" + format_attempt_table(histories, final)
