@@ -94,6 +94,15 @@ def test_oom_killed_job_fails_with_the_evidence_kept(
     assert (pod.status.phase, term.reason, term.exit_code) == ("Failed", "OOMKilled", 137)
 
 
+def test_the_same_job_under_1gi_completes(k8s_api_client: Any, cluster_namespace: str) -> None:
+    body = job_body("fits", allocate_command(600), memory="1Gi", backoffLimit=0)
+    job = run_job(k8s_api_client, cluster_namespace, body)
+    assert condition(job, "Complete") and job["status"]["succeeded"] == 1
+    (pod,) = job_pods(k8s_api_client, cluster_namespace, "fits")
+    term = pod.status.container_statuses[0].state.terminated
+    assert (pod.status.phase, term.reason, term.exit_code) == ("Succeeded", "Completed", 0)
+
+
 def test_backoff_limit_retries_the_pod(k8s_api_client: Any, cluster_namespace: str) -> None:
     body = job_body("flaky", [sys.executable, "-c", "raise SystemExit(1)"], backoffLimit=1)
     job = run_job(k8s_api_client, cluster_namespace, body)

@@ -61,6 +61,10 @@ def cluster() -> None:
 def up(kubeconfig: Path, memory: str, cpus: float) -> None:
     """Start the local cluster in the foreground until SIGINT (Ctrl+C) or SIGTERM.
 
+    The kubeconfig appears once the cluster is ready (wait for the file) and is removed when
+    the cluster stops.
+    \f
+
     Args:
         kubeconfig: Path of the kubeconfig to write; removed again on stop.
         memory: Allocatable memory of the node.
