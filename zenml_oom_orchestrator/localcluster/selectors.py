@@ -29,6 +29,9 @@ def valid_label_value(value: str) -> bool:
     return len(value) <= 63 and bool(_LABEL_VALUE.match(value))
 
 
+_NO_LABELS: dict[str, str] = {}
+
+
 def _always(_: Any) -> bool:
     return True
 
@@ -116,6 +119,8 @@ def label_matcher(selector: str | None) -> Matcher:
             if toks[i] != ",":
                 raise _bad(selector, f"expected ',' got {toks[i]!r}")
             i += 1
+    if len(reqs) == 1:
+        return reqs[0]
     return lambda labels: all(r(labels) for r in reqs)
 
 
@@ -195,6 +200,8 @@ def field_matcher(selector: str | None) -> Matcher:
         path = tuple(m.group(1).split("."))
         value = m.group(3)
         reqs.append(_field_is(path, value, m.group(2) != "!="))
+    if len(reqs) == 1:
+        return reqs[0]
     return lambda obj: all(r(obj) for r in reqs)
 
 
@@ -205,7 +212,7 @@ def object_matcher(label_selector: str | None, field_selector: str | None) -> Ma
     if lm is _always and fm is _always:
         return None
     if fm is _always:
-        return lambda o: lm(o.get("metadata", {}).get("labels") or {})
+        return lambda o: lm(o["metadata"].get("labels") or _NO_LABELS)
     if lm is _always:
         return fm
-    return lambda o: lm(o.get("metadata", {}).get("labels") or {}) and fm(o)
+    return lambda o: lm(o["metadata"].get("labels") or _NO_LABELS) and fm(o)

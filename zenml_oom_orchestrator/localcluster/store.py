@@ -106,8 +106,15 @@ class Store(GarbageCollector):
         field_selector: str | None = None,
     ) -> tuple[Objects, str]:
         """As `list`, but the items are the store's own snapshots: never mutate them."""
-        rt = resource_type(resource)
         matcher = object_matcher(label_selector, field_selector)
+        items, rv = self.snapshot(resource, namespace)
+        if matcher is not None:
+            items = [o for o in items if matcher(o)]
+        return items, rv
+
+    def snapshot(self, resource: str, namespace: str | None = None) -> tuple[Objects, str]:
+        """All objects (of a namespace) sorted by namespace/name, unfiltered and shared."""
+        rt = resource_type(resource)
         with self._lock:
             objs = self._objects[resource]
             if namespace and rt.namespaced:
@@ -115,11 +122,7 @@ class Store(GarbageCollector):
             else:
                 keys = list(objs)
             keys.sort()
-            items = [objs[k] for k in keys]
-            rv = str(self._rv)
-        if matcher is not None:
-            items = [o for o in items if matcher(o)]
-        return items, rv
+            return [objs[k] for k in keys], str(self._rv)
 
     # -- writes --------------------------------------------------------------------------------
 

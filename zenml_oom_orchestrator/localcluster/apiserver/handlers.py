@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadRequest, MethodNotAllowed, NotFound
 from ..patch import apply_patch
+from ..selectors import object_matcher
 from ..store import Store
 from .routing import Route
 
@@ -36,29 +38,41 @@ def get(store: Store, route: Route) -> Body:
 
 
 def list_objects(store: Store, route: Route, query: Query) -> Body:
-    """A list with `limit`/`continue` paging; items are shared snapshots (only serialised)."""
+    """A list with `limit`/`continue` paging; items are shared snapshots (only serialised).
+    With a selector and a limit, matching stops at the page (so `remainingItemCount` is
+    left out, as the real API server does for selector lists)."""
     rt = route.rt
-    items, rv = store.list_shared(
-        rt.plural, route.namespace, query.get("labelSelector"), query.get("fieldSelector")
-    )
+    matcher = object_matcher(query.get("labelSelector"), query.get("fieldSelector"))
+    items, rv = store.snapshot(rt.plural, route.namespace)
     meta: dict[str, Any] = {"resourceVersion": rv}
     token = query.get("continue")
     if token:
         try:
             after = json.loads(base64.urlsafe_b64decode(token.encode()))
-            start_key = (after["ns"], after["name"])
+            start = bisect.bisect_right([_key(o) for o in items], (after["ns"], after["name"]))
         except (ValueError, KeyError, TypeError):
             raise BadRequest("invalid continue token") from None
-        items = [o for o in items if _key(o) > start_key]
-    limit = _int(query, "limit")
-    if limit and len(items) > limit:
-        last = items[limit - 1]
-        meta["remainingItemCount"] = len(items) - limit
-        ns, name = _key(last)
+        items = items[start:]
+    limit = _int(query, "limit") or None
+    more = False
+    if matcher is None:
+        if limit and len(items) > limit:
+            meta["remainingItemCount"] = len(items) - limit
+            items, more = items[:limit], True
+    else:
+        page: list[Body] = []
+        for o in items:
+            if matcher(o):
+                if limit and len(page) == limit:
+                    more = True
+                    break
+                page.append(o)
+        items = page
+    if more:
+        ns, name = _key(items[-1])
         meta["continue"] = base64.urlsafe_b64encode(
             json.dumps({"ns": ns, "name": name, "rv": rv}).encode()
         ).decode()
-        items = items[:limit]
     return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta, "items": items}
 
 

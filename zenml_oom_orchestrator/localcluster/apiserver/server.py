@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -46,14 +46,19 @@ class ApiServer:
         store: Store,
         host: str = "127.0.0.1",
         port: int = 0,
-        faults: Faults | FaultConfig | None = None,
+        faults: Faults | FaultConfig | Mapping[str, Any] | None = None,
         log_reader: LogReader | None = None,
         bookmark_interval: float = 5.0,
     ) -> None:
         self.store = store
         self.host = host
         self.port = port
-        self.faults = faults if isinstance(faults, Faults) else Faults(faults)
+        if isinstance(faults, Faults):
+            self.faults = faults
+        elif isinstance(faults, Mapping):
+            self.faults = Faults(**faults)  # e.g. {"throttle_rate": 0.1}
+        else:
+            self.faults = Faults(faults)
         self.log_reader = log_reader
         self.bookmark_interval = bookmark_interval
         self.request_counts: Counter[tuple[str, str]] = Counter()
