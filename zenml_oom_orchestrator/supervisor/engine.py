@@ -9,6 +9,7 @@ or restart. Only the worker thread calls it (the work queue hands a key to one w
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -234,7 +235,9 @@ class Engine:
                 p,
                 events,
                 main_container=st.spec.main_container,
-                pending_timeout=timeout,
+                # judge_pending times Pending itself, from our own (sub-second) start time:
+                # API timestamps are whole seconds, which would end attempts up to 1 s early.
+                pending_timeout=math.inf,
                 node_lost_timeout=self.spec.node_lost_timeout_seconds,
             )
 
@@ -260,7 +263,7 @@ class Engine:
         self, st: StepState, pod: dict[str, Any], outcome: Outcome, timeout: float
     ) -> None:
         assert st.current is not None
-        created = created_at(pod) or st.current.started_at or self.clock()
+        created = st.current.started_at or created_at(pod) or self.clock()
         verdict = judge_pending(
             outcome, st.current.memory_request, self.largest_node(), self.clock() - created, timeout
         )

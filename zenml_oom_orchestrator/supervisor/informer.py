@@ -140,6 +140,8 @@ class PodInformer:
     def _watch(self, rv: str) -> str:
         def keep_abort(abort: Callable[[], None]) -> None:
             self._abort = abort
+            if self._stopped.is_set():  # stop() ran before the abort was known: do it now
+                abort()
 
         for kind, obj in self.cluster.watch_pods(self.selector, rv, self.watch_timeout, keep_abort):
             if self._stopped.is_set():

@@ -41,7 +41,10 @@ class Supervisor:
         self.cluster = ClusterApi(api_client, run_spec.namespace, run_spec.api_retry)
         self.queue = WorkQueue(max_keys=max(64, 4 * len(run_spec.steps)))
         self.informer = PodInformer(
-            self.cluster, naming.run_selector(run_spec.run_id), self._on_pod_change
+            self.cluster,
+            naming.run_selector(run_spec.run_id),
+            self._on_pod_change,
+            watch_timeout=run_spec.watch_timeout_seconds,
         )
         self.engine = Engine(run_spec, self.cluster, self.informer, self.queue, observer)
         self._stop = threading.Event()

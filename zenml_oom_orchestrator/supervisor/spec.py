@@ -106,6 +106,9 @@ class RunSpec(BaseModel):
     node_lost_timeout_seconds: float = Field(default=300, gt=0)
     name_prefix: str = Field(default="", description="Readable part of pod names (pipeline)")
     resync_seconds: float = Field(default=30, gt=0, description="Re-check every step this often")
+    watch_timeout_seconds: int = Field(
+        default=60, gt=0, description="Server-side timeout of each watch; it then resumes"
+    )
     api_retry: ApiRetry = Field(default_factory=ApiRetry)
 
     @field_validator("owner", mode="before")

@@ -1,0 +1,74 @@
+"""Issue 4 §8: disruptions and lost nodes are retried at the same memory, on the
+infrastructure budget, never the OOM budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sup_helpers import MI, events_by_pod, pod_name, run_in_thread, template
+
+from zenml_oom_orchestrator.localcluster.testing import wait_for
+from zenml_oom_orchestrator.outcome import OutcomeKind
+from zenml_oom_orchestrator.policy import OOMPolicy
+from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepSpec, StepStatus
+
+pytestmark = pytest.mark.cluster
+
+# Attempts 1 and 2 sleep (to be disrupted); attempt 3 finishes at once.
+SLEEPS_TWICE = "import os, time; os.environ['OOM_ATTEMPT'] in ('1', '2') and time.sleep(60)"
+
+
+def _running(local_cluster: Any, namespace: str, name: str) -> bool:
+    try:
+        pod = local_cluster.store.get("pods", namespace, name)
+    except Exception:  # noqa: BLE001 - not created yet
+        return False
+    return (pod.get("status") or {}).get("phase") == "Running"
+
+
+def test_eviction_and_node_loss_retry_at_same_memory_on_infrastructure_budget(
+    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
+) -> None:
+    run_id = "infra"
+    spec = RunSpec(
+        run_id=run_id,
+        namespace=cluster_namespace,
+        steps=[
+            StepSpec(
+                name="fragile",
+                pod_template=template(SLEEPS_TWICE),
+                # max_oom_retries=0: if either disruption touched the OOM budget, it would fail.
+                policy=OOMPolicy(initial_memory="192Mi", max_oom_retries=0),
+            )
+        ],
+    )
+    sup, box, thread = run_in_thread(k8s_api_client, spec)
+    kubelet = local_cluster.kubelet
+
+    a1 = pod_name(run_id, "fragile", 1)
+    wait_for(lambda: _running(local_cluster, cluster_namespace, a1), timeout=20, what="attempt 1")
+    kubelet.evict_pod(
+        cluster_namespace,
+        a1,
+        message="The node was low on resource: ephemeral-storage. Threshold quantity: 1Gi. ",
+    )
+    a2 = pod_name(run_id, "fragile", 2)
+    wait_for(lambda: _running(local_cluster, cluster_namespace, a2), timeout=20, what="attempt 2")
+    kubelet.lose_pod(cluster_namespace, a2)
+
+    thread.join(60)
+    result = box["result"]
+    step = result.steps["fragile"]
+    assert result.status is RunStatus.SUCCEEDED and step.status is StepStatus.SUCCEEDED
+    kinds = [a.outcome.kind for a in step.attempts if a.outcome]
+    assert kinds[0] in (OutcomeKind.EVICTED, OutcomeKind.DISRUPTED)
+    assert kinds[1:] == [OutcomeKind.NODE_LOST, OutcomeKind.SUCCEEDED]
+    assert [a.memory_limit // MI for a in step.attempts] == [192, 192, 192]
+    assert [a.memory_request // MI for a in step.attempts] == [192, 192, 192]
+    assert [a.budget for a in step.attempts] == [None, "infrastructure", "infrastructure"]
+    events = events_by_pod(k8s_api_client, cluster_namespace)
+    assert [r for r, _ in events[a1]] == ["RetryInfrastructure"]
+    # The lost pod is gone from the API; its Event still names it.
+    assert [r for r, _ in events[a2]] == ["RetryInfrastructure"]
+    assert "same memory" in events[a2][0][1]
