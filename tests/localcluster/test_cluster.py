@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client
 
 from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
+from zenml_oom_orchestrator.localcluster.faults import FaultConfig
 from zenml_oom_orchestrator.localcluster.kubelet.testing import allocate_command
 from zenml_oom_orchestrator.localcluster.testing import pids_with, wait_for
 
@@ -231,3 +232,38 @@ def test_stop_leaves_no_process_cgroup_or_temp_dir() -> None:
     assert not cgroups.exists()
     assert not cluster.running
     cluster.stop()  # idempotent
+
+
+def test_options_reach_the_parts(tmp_path: Path) -> None:
+    faults = FaultConfig(error_rate=1.0, resources=frozenset({"jobs"}))
+    with LocalCluster(
+        memory="3Gi",
+        cpus=3,
+        work_dir=tmp_path / "wd",
+        faults=faults,
+        image_pull_failures=["broken/*"],
+        history_limit=50,
+    ) as cluster:
+        assert cluster.kubeconfig_path == tmp_path / "wd" / "kubeconfig"
+        core = client.CoreV1Api(cluster.api_client())
+        node = core.read_node("oom-local-node")
+        assert (node.status.allocatable["memory"], node.status.allocatable["cpu"]) == ("3Gi", "3")
+        with pytest.raises(client.ApiException) as err:  # faults: every jobs request fails
+            client.BatchV1Api(cluster.api_client()).list_namespaced_job("default")
+        assert err.value.status == 500
+        assert cluster.store is not None and cluster.store.history_size == 50
+        pod = {
+            "metadata": {"name": "bad"},
+            "spec": {"containers": [{"name": "main", "image": "broken/img", "command": ["true"]}]},
+        }
+        core.create_namespaced_pod("default", pod)
+
+        def waiting_reason() -> Any:
+            statuses = core.read_namespaced_pod("bad", "default").status.container_statuses
+            state = statuses[0].state if statuses else None
+            reason = state.waiting.reason if state and state.waiting else None
+            return reason if reason in ("ErrImagePull", "ImagePullBackOff") else None
+
+        wait_for(waiting_reason, what="the image pull to fail")
+    assert not (tmp_path / "wd" / "kubeconfig").exists()
+    assert not [p for p in (tmp_path / "wd").iterdir()]  # the kubelet's files went too
