@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -18,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from zenml_oom_orchestrator.cli import cli
-from zenml_oom_orchestrator.localcluster.cluster import TEMP_PREFIX, LocalCluster
+from zenml_oom_orchestrator.localcluster.cluster import TEMP_PREFIX
 from zenml_oom_orchestrator.localcluster.kubelet.cgroups import DEFAULT_PREFIX, find_mounts
 from zenml_oom_orchestrator.localcluster.testing import pids_with, wait_for
 
@@ -38,11 +37,21 @@ def test_help_and_bad_arguments() -> None:
     assert result.exit_code == 2 and "--kubeconfig" in result.output
 
 
+def test_refuses_to_overwrite_a_kubeconfig_that_is_not_ours(tmp_path: Path) -> None:
+    theirs = tmp_path / "config"
+    theirs.write_text("apiVersion: v1\nclusters:\n- name: prod\n  cluster: {server: https://k8s}\n")
+    result = CliRunner().invoke(cli, ["cluster", "up", "--kubeconfig", str(theirs)])
+    assert result.exit_code == 2 and "not a local-cluster kubeconfig" in result.output
+    assert "prod" in theirs.read_text()
+
+
 class Up:
     """A `zenml-oom cluster up` process and the kubeconfig it writes."""
 
     def __init__(self, tmp_path: Path, *args: str) -> None:
         self.kubeconfig = tmp_path / "kubeconfig"
+        # A crashed run's file may be there: ready means a new one (a new port).
+        self._stale = self.kubeconfig.read_text() if self.kubeconfig.exists() else None
         command = [sys.executable, "-m", "zenml_oom_orchestrator.cli", "cluster", "up"]
         self.proc = subprocess.Popen(
             [*command, "--kubeconfig", str(self.kubeconfig), *args],
@@ -55,7 +64,10 @@ class Up:
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"cluster up exited early:\n{self.proc.stdout.read()}")  # type: ignore[union-attr]
-        return self.kubeconfig.exists()
+        try:
+            return self.kubeconfig.read_text() != self._stale
+        except FileNotFoundError:
+            return False
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         assert KUBECTL is not None
@@ -170,7 +182,12 @@ def test_start_after_a_crash_cleans_what_the_crashed_run_left(up: Up) -> None:
     up.proc.wait()
     stale = up.leftovers()
     assert stale, "a SIGKILLed cluster leaves its temp dir and cgroups behind"
-    with LocalCluster(memory="1Gi", cpus=1):
+    assert up.kubeconfig.exists()
+    again = Up(up.kubeconfig.parent)  # same kubeconfig path: ours, so it may be replaced
+    try:
         assert not [p for p in stale if p.exists()]
         wait_for(lambda: not pids_with(marker), what="the stale pod process to be killed")
-    assert os.path.exists(up.kubeconfig)  # the user's file, pointing at a dead port now
+        assert "oom-local-node" in again.kubectl("get", "nodes")
+    finally:
+        again.proc.terminate()
+        assert again.proc.wait(30) == 0

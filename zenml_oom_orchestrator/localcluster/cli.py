@@ -9,8 +9,9 @@ from pathlib import Path
 from types import FrameType
 
 import click
+import yaml
 
-from .kubeconfig import write_kubeconfig
+from .kubeconfig import DEFAULT_CONTEXT, write_kubeconfig
 from .validation import parse_quantity
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -21,6 +22,29 @@ def _memory(ctx: click.Context, param: click.Parameter, value: str) -> str:
         parse_quantity(value)
     except ValueError:
         raise click.BadParameter(f"not a Kubernetes quantity: {value!r}") from None
+    return value
+
+
+def _kubeconfig(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """Refuse to overwrite a kubeconfig that is not a local cluster's (say ~/.kube/config).
+
+    A leftover of ours (one `oom-local` context on 127.0.0.1, e.g. from a crashed run) is fine.
+    """
+    if not value.exists():
+        return value
+    try:
+        config = yaml.safe_load(value.read_text()) or {}
+        contexts = [c.get("name") for c in config.get("contexts") or []]
+        servers = [c["cluster"]["server"] for c in config.get("clusters") or []]
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
+        contexts, servers = [], []
+    ours = contexts == [DEFAULT_CONTEXT] and all(
+        str(s).startswith("http://127.0.0.1:") for s in servers
+    )
+    if not ours:
+        raise click.BadParameter(
+            f"{value} exists and is not a local-cluster kubeconfig; choose another path"
+        )
     return value
 
 
@@ -42,6 +66,7 @@ def cluster() -> None:
     "kubeconfig",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=_kubeconfig,
     help="Where to write the kubeconfig (context `oom-local`) once the cluster is ready.",
 )
 @click.option(
@@ -70,27 +95,27 @@ def up(kubeconfig: Path, memory: str, cpus: float) -> None:
         memory: Allocatable memory of the node.
         cpus: Allocatable CPUs of the node.
     """
-    from .cluster import CONTEXT, LocalCluster
+    from .cluster import LocalCluster
 
     stop = threading.Event()
-    received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # Only set a flag: stopping from inside a handler could interrupt a half-done start.
-        received.append(signum)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     local = LocalCluster(memory=memory, cpus=cpus)
     written: str | None = None
+    # A crashed run's kubeconfig must not look like "ready" to whoever waits for the file.
+    kubeconfig.unlink(missing_ok=True)
     try:
         local.start()
         if not stop.is_set():
-            write_kubeconfig(kubeconfig, local.url, context=CONTEXT)
+            write_kubeconfig(kubeconfig, local.url, context=DEFAULT_CONTEXT)
             written = kubeconfig.read_text()
             click.echo(
                 f"Local cluster ready at {local.url} (node memory {memory}, cpus {cpus:g}).\n"
-                f"kubeconfig: {kubeconfig} (context {CONTEXT})\n"
+                f"kubeconfig: {kubeconfig} (context {DEFAULT_CONTEXT})\n"
                 f"Try: kubectl --kubeconfig {kubeconfig} get nodes\n"
                 "Press Ctrl+C to stop.",
             )

@@ -23,7 +23,7 @@ from typing import Any
 
 from .apiserver import ApiServer
 from .jobcontroller import JobController
-from .kubeconfig import write_kubeconfig
+from .kubeconfig import DEFAULT_CONTEXT, write_kubeconfig
 from .kubelet import Kubelet
 from .kubelet.cgroups import new_cluster_id, owner_alive
 from .scheduler import Scheduler
@@ -32,7 +32,7 @@ from .validation import parse_quantity
 
 log = logging.getLogger(__name__)
 
-CONTEXT = "oom-local"
+CONTEXT = DEFAULT_CONTEXT
 NODE_NAME = "oom-local-node"
 TEMP_PREFIX = "zenml-oom-cluster-"
 
