@@ -3,6 +3,7 @@ selectors, paging, subresources, deletion and the cascade."""
 
 from __future__ import annotations
 
+import http.client
 import json
 
 import pytest
@@ -260,3 +261,22 @@ def test_delete_collection_and_request_counts(api: Api, kube: Kube) -> None:
     counts = api.server.request_counts
     assert counts[("create", "pods")] == 3 and counts[("deletecollection", "pods")] == 1
     assert counts[("list", "pods")] == 1
+
+
+def test_dry_run_is_refused_not_applied(api: Api) -> None:
+    code, _, body = api.raw(
+        "POST", "/api/v1/namespaces/default/pods?dryRun=All", pod_manifest("dry")
+    )
+    assert code == 400 and body["reason"] == "BadRequest"
+    assert api.store.list("pods")[0] == []
+
+
+def test_stop_closes_keep_alive_connections(api: Api) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", api.server.port, timeout=5)
+    conn.request("GET", "/api/v1/namespaces")
+    assert conn.getresponse().read()
+    api.server.stop()
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        conn.request("GET", "/api/v1/namespaces")
+        conn.getresponse()
+    conn.close()

@@ -45,7 +45,7 @@ class GarbageCollector:
     ) -> None:
         raise NotImplementedError
 
-    def _conflict(self, rt: ResourceType, name: str) -> Conflict:
+    def conflict_error(self, rt: ResourceType, name: str) -> Conflict:
         raise NotImplementedError
 
     def delete(
@@ -81,7 +81,7 @@ class GarbageCollector:
                     kind=rt.plural,
                 )
             if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
-                raise self._conflict(rt, name)
+                raise self.conflict_error(rt, name)
             result = self._delete_locked(rt, cur, grace_period_seconds, propagation_policy)
         return clone(result)
 

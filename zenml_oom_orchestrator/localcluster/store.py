@@ -185,7 +185,7 @@ class Store(GarbageCollector):
             cur = self._snapshot(rt, meta.get("namespace"), name)
             rv = meta.get("resourceVersion")
             if rv and rv != cur["metadata"]["resourceVersion"]:
-                raise self._conflict(rt, name)
+                raise self.conflict_error(rt, name)
             if subresource == "status":
                 new = clone(cur)
                 new["status"] = clone(obj.get("status") or {})
@@ -310,7 +310,8 @@ class Store(GarbageCollector):
             )
         return obj
 
-    def _conflict(self, rt: ResourceType, name: str) -> Conflict:
+    def conflict_error(self, rt: ResourceType, name: str) -> Conflict:
+        """The 409 for a stale resourceVersion, worded as the API server words it."""
         return Conflict(
             f'Operation cannot be fulfilled on {self._qualified(rt)} "{name}": the object has '
             "been modified; please apply your changes to the latest version and try again",

@@ -122,7 +122,7 @@ def patch(store: Store, route: Route, body: Any, content_type: str) -> Body:
         patched = apply_patch(obj, body, content_type)
         want_rv = (patched.get("metadata") or {}).get("resourceVersion")
         if want_rv and want_rv != obj["metadata"]["resourceVersion"]:
-            raise store._conflict(rt, route.name or "")
+            raise store.conflict_error(rt, route.name or "")
         if route.subresource is None and rt.has_status:
             patched["status"] = obj.get("status")
         obj.clear()

@@ -65,6 +65,7 @@ class ApiServer:
         self.stopping = False
         self._count_lock = threading.Lock()
         self._streams: set[OpenStream] = set()
+        self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -96,6 +97,10 @@ class ApiServer:
             self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        # Keep-alive connections would otherwise go on being served by their threads.
+        for conn in list(self._connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         self._httpd = None
 
     def expire_watches(self, trim_history: bool = True) -> int:
@@ -145,6 +150,11 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         # Small responses must not wait for the client's delayed ACK (40 ms per request).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.api._connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.api._connections.discard(self.connection)
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request would dominate the hot path
@@ -170,6 +180,9 @@ class Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             url = urlsplit(self.path)
             query = dict(parse_qsl(url.query, keep_blank_values=True))
+            if query.get("dryRun") and method != "GET":
+                # Better refused than silently applied.
+                raise BadRequest("dryRun is not supported by the local cluster's API server")
             route = parse_resource_path(url.path)
             if route is None:
                 self._non_resource(api, method, url.path)
