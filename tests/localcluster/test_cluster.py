@@ -267,3 +267,23 @@ def test_options_reach_the_parts(tmp_path: Path) -> None:
         wait_for(waiting_reason, what="the image pull to fail")
     assert not (tmp_path / "wd" / "kubeconfig").exists()
     assert not [p for p in (tmp_path / "wd").iterdir()]  # the kubelet's files went too
+
+
+def test_an_interrupt_during_stop_still_cleans_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = f"interrupt-{secrets.token_hex(4)}"
+    cluster = LocalCluster(memory="1Gi", cpus=1).start()
+    assert cluster.store is not None and cluster.job_controller is not None
+    work_dir = cluster.work_dir
+    cluster.store.create("jobs", job_body("nap", sleeper(marker)), namespace="default")
+    wait_for(lambda: pids_with(marker), what="the job's pod process")
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    controller = cluster.job_controller
+    real_stop = controller.stop
+    monkeypatch.setattr(controller, "stop", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cluster.stop()
+    assert not pids_with(marker) and not work_dir.exists() and not cluster.running
+    real_stop()  # its threads, which the interrupt skipped

@@ -179,6 +179,7 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop everything in reverse start order and remove what was created. Idempotent."""
+        interrupted: BaseException | None = None
         with self._lock:
             atexit.unregister(self.stop)
             while self._started:
@@ -188,6 +189,8 @@ class LocalCluster:
                 except Exception:
                     # Keep going: the kubelet's stop (processes, cgroups) must run regardless.
                     log.exception("local cluster: stopping %s failed", type(part).__name__)
+                except BaseException as e:  # a second Ctrl+C: finish cleaning, then raise it
+                    interrupted = interrupted or e
             if self.kubeconfig_path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     self.kubeconfig_path.unlink()
@@ -196,6 +199,8 @@ class LocalCluster:
                 self._own_work_dir = None
             self.store = self.api_server = self.kubelet = None
             self.scheduler = self.job_controller = None
+        if interrupted is not None:
+            raise interrupted
 
     def __enter__(self) -> LocalCluster:
         return self.start()
