@@ -58,6 +58,7 @@ class PodInformer:
         self._synced = threading.Event()
         self._stopped = threading.Event()
         self._abort: Callable[[], None] | None = None
+        self._rv: str | None = None  # where the next watch starts; None: list first
         self._thread: threading.Thread | None = None
         self.relists = 0  # observable for tests: 410s survived
         self.last_error: BaseException | None = None
@@ -113,20 +114,20 @@ class PodInformer:
 
     # -- the loop -----------------------------------------------------------------------------
     def _run(self) -> None:
-        rv: str | None = None
         failures = 0
         while not self._stopped.is_set():
             try:
-                if rv is None:
+                if self._rv is None:
                     items, rv = self.cluster.list_pods(self.selector)
                     self._replace(items)
+                    self._rv = rv
                     self._synced.set()
-                rv = self._watch(rv)
+                self._watch(self._rv)
                 failures = 0
             except WatchExpired as exc:
                 log.info("pod watch expired (%s): re-listing", exc)
                 self.relists += 1
-                rv = None
+                self._rv = None
             except Exception as exc:  # noqa: BLE001 - the loop must outlive API trouble
                 if self._stopped.is_set():
                     break
@@ -134,10 +135,13 @@ class PodInformer:
                 failures += 1
                 log.warning("pod watch failed (%s), retry %d", exc, failures)
                 if failures >= 5:
-                    rv = None  # resuming keeps failing: start over from a fresh list
+                    self._rv = None  # resuming keeps failing: start over from a fresh list
                 self._stopped.wait(min(self.max_backoff, 0.1 * 2**failures))
 
-    def _watch(self, rv: str) -> str:
+    def _watch(self, rv: str) -> None:
+        """Apply events from `rv` on; `self._rv` follows each one, so a watch that breaks
+        resumes after the last event applied, never before it or past it."""
+
         def keep_abort(abort: Callable[[], None]) -> None:
             self._abort = abort
             if self._stopped.is_set():  # stop() ran before the abort was known: do it now
@@ -146,16 +150,12 @@ class PodInformer:
         for kind, obj in self.cluster.watch_pods(self.selector, rv, self.watch_timeout, keep_abort):
             if self._stopped.is_set():
                 break
-            if kind == "BOOKMARK":
-                rv = _rv(obj) or rv
-                continue
-            rv = _rv(obj) or rv
             if kind == "DELETED":
                 self._delete(obj)
-            else:
+            elif kind != "BOOKMARK":
                 self._upsert(obj)
+            self._rv = _rv(obj) or self._rv
         self._abort = None
-        return rv
 
     def _upsert(self, obj: Pod) -> None:
         name = _name(obj)

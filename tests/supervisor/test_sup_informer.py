@@ -1,0 +1,112 @@
+"""The informer: list, watch from the list's version, resume after a broken watch, re-list on
+410 and deliver what changed or vanished in the gap."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from zenml_oom_orchestrator.localcluster.testing import wait_for
+from zenml_oom_orchestrator.supervisor.cluster import WatchExpired
+from zenml_oom_orchestrator.supervisor.informer import PodInformer
+
+
+def pod(name: str, rv: int, phase: str = "Running") -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": str(rv)}, "status": {"phase": phase}}
+
+
+class ScriptedCluster:
+    """Lists return `lists` in turn; each watch call plays the next script (a list of
+    events, or an exception to raise after them), then blocks until stopped."""
+
+    def __init__(self, lists: list[list[dict[str, Any]]], watches: list[list[Any]]) -> None:
+        self.lists, self.watches = lists, watches
+        self.list_calls = 0
+        self.watch_from: list[str] = []
+        self.idle = threading.Event()
+
+    def list_pods(self, selector: str) -> tuple[list[dict[str, Any]], str]:
+        items = self.lists[min(self.list_calls, len(self.lists) - 1)]
+        self.list_calls += 1
+        rv = max((int(p["metadata"]["resourceVersion"]) for p in items), default=0)
+        return items, str(rv)
+
+    def watch_pods(
+        self, selector: str, rv: str, timeout: int, on_open: Callable[[Callable[[], None]], None]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        self.watch_from.append(rv)
+        stop = threading.Event()
+        on_open(stop.set)
+        script = self.watches.pop(0) if self.watches else []
+        for item in script:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+        if not self.watches:
+            self.idle.set()
+        stop.wait(5)
+
+
+def test_relist_after_410_delivers_changes_and_deletions_from_the_gap() -> None:
+    seen: list[tuple[str, str]] = []
+    cluster = ScriptedCluster(
+        lists=[
+            [pod("a", 1), pod("b", 2)],
+            # after the 410: a changed, b vanished, c appeared
+            [pod("a", 7, "Failed"), pod("c", 8)],
+        ],
+        watches=[
+            [("MODIFIED", pod("a", 3)), WatchExpired("too old")],
+            [("BOOKMARK", {"metadata": {"resourceVersion": "9"}})],
+        ],
+    )
+    inf = PodInformer(
+        cluster,
+        "run_id=x",
+        lambda p: seen.append((p["metadata"]["name"], p["metadata"]["resourceVersion"])),
+    )  # type: ignore[arg-type]
+    inf.start()
+    try:
+        assert inf.wait_synced(5)
+        wait_for(cluster.idle.is_set, timeout=5, what="scripts played")
+        assert inf.relists == 1
+        assert inf.get("a")["status"]["phase"] == "Failed"  # type: ignore[index]
+        assert inf.get("b") is None and inf.deleted("b") == pod("b", 2)
+        assert inf.get("c") is not None
+        assert ("b", "2") in seen and ("a", "7") in seen and ("c", "8") in seen
+        assert cluster.watch_from == ["2", "8"]  # each watch from the list it follows
+    finally:
+        inf.stop()
+
+
+def test_broken_watch_resumes_from_last_version_without_relisting() -> None:
+    cluster = ScriptedCluster(
+        lists=[[pod("a", 1)]],
+        watches=[
+            [("MODIFIED", pod("a", 5)), ConnectionResetError("dropped")],
+            [("DELETED", pod("a", 6, "Failed"))],
+        ],
+    )
+    inf = PodInformer(cluster, "run_id=x", lambda p: None, max_backoff=0.01)  # type: ignore[arg-type]
+    inf.start()
+    try:
+        wait_for(cluster.idle.is_set, timeout=5, what="scripts played")
+        wait_for(lambda: inf.deleted("a") is not None, timeout=5, what="delete")
+        assert cluster.list_calls == 1 and cluster.watch_from == ["1", "5"]
+        assert inf.deleted("a")["status"]["phase"] == "Failed"  # type: ignore[index]
+        inf.forget("a")
+        assert inf.deleted("a") is None
+    finally:
+        inf.stop()
+
+
+def test_assumed_pod_survives_a_list_cut_before_it_was_created() -> None:
+    cluster = ScriptedCluster(lists=[[]], watches=[])
+    inf = PodInformer(cluster, "run_id=x", lambda p: None)  # type: ignore[arg-type]
+    inf.assume(pod("new", 10, "Pending"))
+    inf._replace([])  # a re-list whose version predates the create
+    assert inf.get("new") is not None and inf.deleted("new") is None
+    inf._replace([pod("new", 11)])  # confirmed: no longer assumed
+    inf._replace([])
+    assert inf.get("new") is None and inf.deleted("new") is not None
