@@ -72,3 +72,47 @@ def test_eviction_and_node_loss_retry_at_same_memory_on_infrastructure_budget(
     # The lost pod is gone from the API; its Event still names it.
     assert [r for r, _ in events[a2]] == ["RetryInfrastructure"]
     assert "same memory" in events[a2][0][1]
+
+
+def test_node_going_not_ready_is_node_lost_and_retried_when_it_is_back(
+    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
+) -> None:
+    run_id = "notready"
+    code = "import os, time; os.environ['OOM_ATTEMPT'] == '1' and time.sleep(60)"
+    spec = RunSpec(
+        run_id=run_id,
+        namespace=cluster_namespace,
+        steps=[
+            StepSpec(
+                name="s",
+                pod_template=template(code),
+                policy=OOMPolicy(initial_memory="128Mi", max_oom_retries=0),
+            )
+        ],
+    )
+    sup, box, thread = run_in_thread(k8s_api_client, spec)
+    kubelet = local_cluster.kubelet
+    a1 = pod_name(run_id, "s", 1)
+    wait_for(lambda: _running(local_cluster, cluster_namespace, a1), timeout=20, what="attempt 1")
+    try:
+        kubelet.set_node_ready(False, pod_phase="Unknown")
+        # The retry cannot be scheduled on a NotReady node: it waits, it is not lost.
+        wait_for(
+            lambda: (
+                sup.status()["s"][0] is StepStatus.PENDING
+                and len(sup.engine.states["s"].attempts) == 1
+            ),
+            timeout=20,
+            what="attempt 2 pending",
+        )
+    finally:
+        kubelet.set_node_ready(True)
+    thread.join(30)
+    step = box["result"].steps["s"]
+    assert step.status is StepStatus.SUCCEEDED
+    assert [a.outcome.kind for a in step.attempts if a.outcome] == [
+        OutcomeKind.NODE_LOST,
+        OutcomeKind.SUCCEEDED,
+    ]
+    assert [a.budget for a in step.attempts] == [None, "infrastructure"]
+    assert {a.memory_limit // MI for a in step.attempts} == {128}

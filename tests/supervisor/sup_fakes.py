@@ -64,8 +64,8 @@ class FakeCluster:
         self.node = node_memory
         self._rv = 0
 
-    def node_memory(self) -> list[tuple[str, int]] | None:
-        return None if self.node is None else [("node-1", self.node)]
+    def largest_node_memory(self, max_age: float = 30.0) -> int | None:
+        return self.node
 
     def create_pod(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         name = manifest["metadata"]["name"]

@@ -78,3 +78,20 @@ def test_client_errors_are_not_retried() -> None:
     with pytest.raises(ApiException):
         api._call("test", lambda: (_ for _ in ()).throw(api_exc(403)))
     assert api.calls == 1
+
+
+def test_nodes_forbidden_warns_once_and_skips_the_check(caplog: pytest.LogCaptureFixture) -> None:
+    api = make(ApiRetry())
+    calls = []
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        raise api_exc(403)
+
+    api.core.list_node = forbidden  # type: ignore[method-assign]
+    with caplog.at_level("WARNING"):
+        assert api.node_memory() is None
+        assert api.node_memory() is None
+    assert len(calls) == 1  # not asked again
+    warnings = [r for r in caplog.records if "cannot read Nodes" in r.getMessage()]
+    assert len(warnings) == 1

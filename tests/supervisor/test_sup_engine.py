@@ -205,7 +205,6 @@ def test_unschedulable_that_can_never_fit_ends_at_once() -> None:
     h = Harness(step("s", policy={"initial_memory": "4Gi"}), cluster=cluster)
     h.settle()
     cluster.node = 2 * GI  # the node shrank (or the big one left) after the pod was created
-    h.engine._nodes = (-1e9, None)  # force a fresh read
     unschedulable(h.pod("s", 1))
     h.settle()
     st = h.engine.states["s"]
@@ -293,3 +292,23 @@ def test_retry_decision_round_trips() -> None:
 
     r = Retry(1, 2, 0.5, "oom", "oom_killed", "m")
     assert decision_from_dict(r.to_dict()) == r
+
+
+def test_state_stays_flat_under_long_churn() -> None:
+    # 20 steps, each failing 30 times with app errors: queue timers, tombstones and the
+    # cluster cache do not grow with the number of attempts, only records do.
+    steps = [step(f"s{i}", app_retry={"max_retries": 30}) for i in range(20)]
+    h = Harness(*steps, max_parallelism=5)
+    for _ in range(400):
+        h.settle()
+        live = [p for p in h.cluster.pods.values() if p["status"]["phase"] == "Pending"]
+        if not live:
+            break
+        for pod in live:
+            terminated(pod, "Error", 1)
+        assert h.queue.pending_timers() <= len(steps)
+        assert len(h.queue) <= len(steps)
+        assert not h.informer.tombstones
+    assert h.engine.all_terminal()
+    assert all(len(s.attempts) == 31 for s in h.engine.states.values())
+    assert len(h.queue._heap) <= 2 * len(steps) + 16

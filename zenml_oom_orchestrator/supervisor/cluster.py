@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -103,6 +104,7 @@ class ClusterApi:
         self.retry = retry or ApiRetry()
         self.core = k8s.CoreV1Api(api_client)
         self._nodes_forbidden = False
+        self._nodes_read: tuple[float, int | None] | None = None  # (monotonic, largest)
         self._events_unfiltered = False
         self._lock = threading.Lock()
         self.calls = 0  # for tests and benchmarks: API requests issued, retries included
@@ -310,6 +312,16 @@ class ClusterApi:
         return [e for e in items if (e.get("involvedObject") or {}).get("name") == pod_name]
 
     # -- nodes ----------------------------------------------------------------------------
+    def largest_node_memory(self, max_age: float = 30.0) -> int | None:
+        """The largest node's allocatable memory in bytes (None: unknown), read at most
+        every `max_age` seconds: nodes change rarely, attempts start often."""
+        now = time.monotonic()
+        if self._nodes_read is None or now - self._nodes_read[0] >= max_age:
+            nodes = self.node_memory()
+            largest = max((m for _, m in nodes), default=None) if nodes else None
+            self._nodes_read = (now, largest)
+        return self._nodes_read[1]
+
     def node_memory(self) -> list[tuple[str, int]] | None:
         """(node, allocatable memory bytes) for every schedulable node, or None when
         RBAC forbids reading Nodes (warned about once)."""

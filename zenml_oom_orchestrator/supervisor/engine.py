@@ -19,7 +19,15 @@ from kubernetes.client.exceptions import ApiException
 
 from zenml_oom_orchestrator.classify import classify
 from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
-from zenml_oom_orchestrator.policy import AttemptRecord, Decision, GiveUp, Retry, decide
+from zenml_oom_orchestrator.policy import (
+    AttemptRecord,
+    Decision,
+    GiveUp,
+    PolicyError,
+    Retry,
+    decide,
+    start_memory,
+)
 from zenml_oom_orchestrator.quantity import format_memory
 from zenml_oom_orchestrator.supervisor import manifests, naming
 from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
@@ -34,8 +42,8 @@ from zenml_oom_orchestrator.supervisor.spec import (
     FailureMode,
     RunResult,
     RunSpec,
-    RunStatus,
     StepStatus,
+    run_status,
 )
 from zenml_oom_orchestrator.supervisor.state import (
     REASON_STOPPED,
@@ -71,7 +79,6 @@ class Engine:
         self.halted_by: str | None = None  # the failed step that halted the run
         self.stop_requested = False
         self.started_at = clock()
-        self._nodes: tuple[float, list[tuple[str, int]] | None] = (-NODES_TTL, None)
 
     # -- helpers ------------------------------------------------------------------------------
     def hook(self, name: str, *args: Any) -> Any:
@@ -82,11 +89,7 @@ class Engine:
             return None
 
     def largest_node(self) -> int | None:
-        fetched, nodes = self._nodes
-        if time.monotonic() - fetched >= NODES_TTL:
-            nodes = self.cluster.node_memory()
-            self._nodes = (time.monotonic(), nodes)
-        return max((m for _, m in nodes), default=None) if nodes else None
+        return self.cluster.largest_node_memory(NODES_TTL)
 
     def pending_timeout(self, st: StepState) -> float:
         return self.spec.pending_timeout_seconds or st.spec.policy.pending_timeout_seconds
@@ -156,8 +159,6 @@ class Engine:
         spec, number = st.spec, st.next_number
         largest = self.largest_node()
         if number == 1 and st.next_limit == 0:
-            from zenml_oom_orchestrator.policy import PolicyError, start_memory
-
             resources = manifests.main_container_of(spec.pod_template, spec.main_container).get(
                 "resources"
             )
@@ -283,8 +284,9 @@ class Engine:
         so a restart in between redoes nothing and loses nothing."""
         assert st.current is not None and st.current_pod is not None
         node = (pod.get("spec") or {}).get("nodeName")
-        record = st.current.finished(outcome, self.clock())
-        record = _with(record, node=node, message=outcome.describe())
+        record = replace(
+            st.current.finished(outcome, self.clock()), node=node, message=outcome.describe()
+        )
         decision: Decision | None = None
         if outcome.kind is not OutcomeKind.SUCCEEDED:
             decision = decide(
@@ -343,7 +345,7 @@ class Engine:
                     return
             else:
                 stopped = Outcome(OutcomeKind.KILLED, reason="Stopped", message=why)
-                record = _with(st.current.finished(stopped, self.clock()), message=why)
+                record = replace(st.current.finished(stopped, self.clock()), message=why)
                 if pod is not None:
                     self._persist(st, pod, AttemptResult(record, None, stopped=True), False)
                 self.cluster.delete_pod(st.current_pod)
@@ -392,19 +394,8 @@ class Engine:
 
     def run_result(self) -> RunResult:
         steps = {n: s.result() for n, s in self.states.items()}
-        if self.stop_requested and any(
-            s.status is StepStatus.STOPPED for s in self.states.values()
-        ):
-            status = RunStatus.STOPPED
-        elif any(s.status is not StepStatus.SUCCEEDED for s in self.states.values()):
-            status = RunStatus.FAILED
-        else:
-            status = RunStatus.SUCCEEDED
+        status = run_status([s.status for s in steps.values()], self.stop_requested)
         return RunResult(self.spec.run_id, status, steps, self.started_at, self.clock())
-
-
-def _with(record: AttemptRecord, **changes: Any) -> AttemptRecord:
-    return replace(record, **changes)
 
 
 def _pod_finished(pod: dict[str, Any]) -> bool:

@@ -51,6 +51,16 @@ class RunStatus(str, Enum):
     STOPPED = "stopped"
 
 
+def run_status(steps: list[StepStatus], stop_requested: bool) -> RunStatus:
+    """The run's outcome from its steps' terminal statuses: stopped if a stop ended any step,
+    failed if any step did not succeed (failed, or skipped/stopped because of a failure)."""
+    if stop_requested and StepStatus.STOPPED in steps:
+        return RunStatus.STOPPED
+    if any(s is not StepStatus.SUCCEEDED for s in steps):
+        return RunStatus.FAILED
+    return RunStatus.SUCCEEDED
+
+
 class StepSpec(BaseModel):
     """One step: how to run it (pod template), how to retry it (policy), what it waits for."""
 
