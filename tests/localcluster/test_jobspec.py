@@ -131,6 +131,7 @@ def test_set_condition_moves_transition_time_only_on_change() -> None:
     set_condition(status, "Suspended", "True", "JobSuspended", "m", "t1")
     set_condition(status, "Suspended", "True", "JobSuspended", "m", "t2")
     assert status["conditions"][0]["lastTransitionTime"] == "t1"
+    assert status["conditions"][0]["lastProbeTime"] == "t1"  # unchanged: nothing to write
     set_condition(status, "Suspended", "False", "JobResumed", "m", "t3")
     assert len(status["conditions"]) == 1
     assert status["conditions"][0]["lastTransitionTime"] == "t3"

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..supervisor.workqueue import WorkQueue  # deduplicated keys, one worker per key
 from .errors import AlreadyExists, ApiError, NotFound
@@ -126,7 +126,7 @@ class JobController:
             if key is None:
                 return
             try:
-                self._sync(key)  # type: ignore[arg-type]
+                self._sync(cast(Key, key))
                 self._queue.forget(key)
             except Exception:
                 # One bad Job must not stop the others; look again later, with backoff.

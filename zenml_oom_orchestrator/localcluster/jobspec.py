@@ -227,10 +227,19 @@ def finished_condition(job: dict[str, Any]) -> dict[str, Any] | None:
 def set_condition(
     status: dict[str, Any], ctype: str, cstatus: str, reason: str, message: str, now: str
 ) -> None:
-    """Add or update a condition; `lastTransitionTime` moves only when the status changes."""
+    """Add or update a condition; `lastTransitionTime` moves only when the status changes.
+
+    An unchanged condition is left alone, so re-syncing a Job writes nothing new.
+    """
     conditions = status.setdefault("conditions", [])
     for cond in conditions:
         if cond.get("type") == ctype:
+            if (cond.get("status"), cond.get("reason"), cond.get("message")) == (
+                cstatus,
+                reason,
+                message,
+            ):
+                return
             if cond.get("status") != cstatus:
                 cond["lastTransitionTime"] = now
             cond.update(status=cstatus, reason=reason, message=message, lastProbeTime=now)
