@@ -27,23 +27,32 @@ def _running(local_cluster: Any, namespace: str, name: str) -> bool:
     return (pod.get("status") or {}).get("phase") == "Running"
 
 
+def _one_step(
+    api_client: Any, namespace: str, run_id: str, name: str, code: str, memory: str
+) -> Any:
+    """Run one step in a thread. max_oom_retries=0: if a disruption touched the OOM budget,
+    the step would fail."""
+    spec = RunSpec(
+        run_id=run_id,
+        namespace=namespace,
+        steps=[
+            StepSpec(
+                name=name,
+                pod_template=template(code),
+                policy=OOMPolicy(initial_memory=memory, max_oom_retries=0),
+            )
+        ],
+    )
+    return run_in_thread(api_client, spec)
+
+
 def test_eviction_and_node_loss_retry_at_same_memory_on_infrastructure_budget(
     local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
 ) -> None:
     run_id = "infra"
-    spec = RunSpec(
-        run_id=run_id,
-        namespace=cluster_namespace,
-        steps=[
-            StepSpec(
-                name="fragile",
-                pod_template=template(SLEEPS_TWICE),
-                # max_oom_retries=0: if either disruption touched the OOM budget, it would fail.
-                policy=OOMPolicy(initial_memory="192Mi", max_oom_retries=0),
-            )
-        ],
+    sup, box, thread = _one_step(
+        k8s_api_client, cluster_namespace, run_id, "fragile", SLEEPS_TWICE, "192Mi"
     )
-    sup, box, thread = run_in_thread(k8s_api_client, spec)
     kubelet = local_cluster.kubelet
 
     a1 = pod_name(run_id, "fragile", 1)
@@ -79,18 +88,7 @@ def test_node_going_not_ready_is_node_lost_and_retried_when_it_is_back(
 ) -> None:
     run_id = "notready"
     code = "import os, time; os.environ['OOM_ATTEMPT'] == '1' and time.sleep(60)"
-    spec = RunSpec(
-        run_id=run_id,
-        namespace=cluster_namespace,
-        steps=[
-            StepSpec(
-                name="s",
-                pod_template=template(code),
-                policy=OOMPolicy(initial_memory="128Mi", max_oom_retries=0),
-            )
-        ],
-    )
-    sup, box, thread = run_in_thread(k8s_api_client, spec)
+    sup, box, thread = _one_step(k8s_api_client, cluster_namespace, run_id, "s", code, "128Mi")
     kubelet = local_cluster.kubelet
     a1 = pod_name(run_id, "s", 1)
     wait_for(lambda: _running(local_cluster, cluster_namespace, a1), timeout=20, what="attempt 1")

@@ -110,3 +110,16 @@ def test_assumed_pod_survives_a_list_cut_before_it_was_created() -> None:
     inf._replace([pod("new", 11)])  # confirmed: no longer assumed
     inf._replace([])
     assert inf.get("new") is None and inf.deleted("new") is not None
+
+
+def test_tombstones_are_bounded_by_count_and_age(monkeypatch: Any) -> None:
+    from zenml_oom_orchestrator.supervisor import informer as mod
+
+    monkeypatch.setattr(mod, "MAX_TOMBSTONES", 3)
+    inf = PodInformer(ScriptedCluster([[]], []), "run_id=x", lambda p: None)  # type: ignore[arg-type]
+    for i in range(10):
+        inf._delete(pod(f"p{i}", i, "Failed"))
+    assert [inf.deleted(f"p{i}") is not None for i in range(10)] == [False] * 7 + [True] * 3
+    monkeypatch.setattr(mod, "TOMBSTONE_TTL", 0.0)
+    inf._delete(pod("last", 11, "Failed"))
+    assert inf.deleted("p9") is None and inf.deleted("last") is None

@@ -94,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
 
-    spec = load_spec(args.spec)
+    try:
+        spec = load_spec(args.spec)
+    except (ValueError, OSError, yaml.YAMLError) as err:  # pydantic's ValidationError included
+        # Nothing has touched the cluster yet; say which field is wrong, not a traceback.
+        print(f"invalid run spec {args.spec}: {err}", file=sys.stderr)
+        return 3
     observers: list[Observer] = []
     events_file = open(args.events, "a") if args.events else None  # noqa: SIM115 - lives for the run
     if events_file is not None:

@@ -23,7 +23,10 @@ from zenml_oom_orchestrator.supervisor.cluster import ClusterApi, WatchExpired
 log = logging.getLogger(__name__)
 Pod = dict[str, Any]
 
-MAX_TOMBSTONES = 10_000  # keeps memory flat if nobody collects them
+# Tombstones of pods the engine no longer follows (it deleted them itself) are never
+# collected; these bounds keep memory flat however long the run churns.
+MAX_TOMBSTONES = 10_000
+TOMBSTONE_TTL = 600.0  # the engine reads a tombstone within one resync, far sooner
 ASSUME_TTL = 120.0  # an assumed pod never confirmed by list or watch is dropped after this
 
 
@@ -53,7 +56,7 @@ class PodInformer:
         self.max_backoff = max_backoff
         self._lock = threading.Lock()
         self._items: dict[str, Pod] = {}
-        self._tombstones: OrderedDict[str, Pod] = OrderedDict()
+        self._tombstones: OrderedDict[str, tuple[float, Pod]] = OrderedDict()
         self._assumed: dict[str, float] = {}
         self._synced = threading.Event()
         self._stopped = threading.Event()
@@ -71,7 +74,8 @@ class PodInformer:
     def deleted(self, name: str) -> Pod | None:
         """The last state of a pod seen deleted (its evidence), until `forget(name)`."""
         with self._lock:
-            return self._tombstones.get(name)
+            kept = self._tombstones.get(name)
+            return kept[1] if kept else None
 
     def items(self) -> list[Pod]:
         with self._lock:
@@ -171,10 +175,19 @@ class PodInformer:
             last = self._items.pop(name, None)
             self._assumed.pop(name, None)
             # The DELETED object is the final state; it carries the termination evidence.
-            self._tombstones[name] = obj if obj.get("status") else (last or obj)
-            while len(self._tombstones) > MAX_TOMBSTONES:
-                self._tombstones.popitem(last=False)
+            self._bury(name, obj if obj.get("status") else (last or obj))
         self.on_change(obj)
+
+    def _bury(self, name: str, pod: Pod) -> None:
+        """Keep a deleted pod's last state (lock held), dropping the oldest past the bounds."""
+        now = time.monotonic()
+        self._tombstones.pop(name, None)
+        self._tombstones[name] = (now, pod)
+        while self._tombstones:
+            oldest_name, (when, _) = next(iter(self._tombstones.items()))
+            if len(self._tombstones) <= MAX_TOMBSTONES and now - when < TOMBSTONE_TTL:
+                break
+            del self._tombstones[oldest_name]
 
     def _replace(self, items: list[Pod]) -> None:
         """Swap in a fresh list; deliver what changed and what vanished in the gap."""
@@ -198,7 +211,7 @@ class PodInformer:
                 n: t for n, t in self._assumed.items() if n in fresh and n not in listed
             }
             for pod in gone:
-                self._tombstones[_name(pod)] = pod
+                self._bury(_name(pod), pod)
         for pod in changed:
             self.on_change(pod)
         for pod in gone:
