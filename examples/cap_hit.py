@@ -1,0 +1,56 @@
+"""A step that needs more than its cap allows: it fails, clearly, and nothing hangs.
+
+``greedy`` starts at 384Mi, is OOM-killed, gets 768Mi (its ``max_memory``), is OOM-killed
+again, and the orchestrator gives up with a message that names the step, the memory it tried
+and what to change. ``publish`` never starts (its step run is STOPPED, shown as skipped), the
+run ends FAILED, and no step run is left RUNNING.
+
+    python examples/cap_hit.py
+    zenml-oom explain <run name printed above> greedy
+
+``OOM_EXAMPLE_GREEDY_MIB`` sets what ``greedy`` allocates (default 1500).
+``ZENML_OOM_RUN_CONFIG`` may name a ZenML run config YAML (e.g. the step image).
+"""
+
+from __future__ import annotations
+
+import os
+
+from workload import use_memory
+from zenml import pipeline, step
+
+from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings
+
+GREEDY_MIB = int(os.environ.get("OOM_EXAMPLE_GREEDY_MIB", "1500"))
+
+
+@step(
+    settings={
+        "orchestrator": OOMKubernetesOrchestratorSettings(
+            initial_memory="384Mi", max_memory="768Mi"
+        )
+    }
+)
+def greedy() -> int:
+    return use_memory(GREEDY_MIB)
+
+
+@step
+def publish(size: int) -> None:
+    print(f"publishing {size} MiB")
+
+
+@pipeline(enable_cache=False)
+def cap_hit() -> None:
+    publish(greedy())
+
+
+if __name__ == "__main__":
+    from zenml.client import Client
+
+    try:
+        cap_hit.with_options(config_path=os.environ.get("ZENML_OOM_RUN_CONFIG"))()
+    except Exception as err:  # a synchronous run that failed may raise: that is the point here
+        print(f"The run failed as expected: {err}")
+    run = Client().get_pipeline("cap_hit").last_run
+    print(f"Run `{run.name}` ended {run.status.value}. Why: zenml-oom explain {run.name} greedy")
