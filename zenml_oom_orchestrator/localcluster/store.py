@@ -46,6 +46,8 @@ _SYSTEM_META = (
     "generation",
 )
 Objects = list[dict[str, Any]]  # alias: `Store.list` shadows the builtin in annotations
+# hook(resource, type, obj, old): see Store.write_hooks.
+WriteHook = Callable[[str, str, dict[str, Any], dict[str, Any] | None], None]
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName alphabet
 
 
@@ -71,6 +73,9 @@ class Store(GarbageCollector):
         self._watchers: dict[str, set[Watch]] = {r: set() for r in RESOURCES}
         self._uids: dict[str, tuple[str, Key]] = {}
         self._dependents: dict[str, set[tuple[str, Key]]] = {}
+        # Called as hook(resource, type, obj, old) under the lock on every write, in
+        # resourceVersion order (benchmarks stamp when a status was written). Keep them cheap.
+        self.write_hooks: list[WriteHook] = []
         for ns in namespaces:
             self.create("namespaces", {"metadata": {"name": ns}})
 
@@ -380,6 +385,8 @@ class Store(GarbageCollector):
             del self._objects[resource][key]
         else:
             self._objects[resource][key] = obj
+        for hook in self.write_hooks:
+            hook(resource, type, obj, old)
         ev = Event(self._rv, type, obj, old)
         hist = self._history[resource]
         hist.append(ev)

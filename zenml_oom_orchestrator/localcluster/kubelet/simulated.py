@@ -7,8 +7,10 @@ Annotate a pod with `zenml-oom.local/simulate` holding JSON such as::
 Every container of the pod then "runs" for `afterMs` and ends with that outcome (reason
 OOMKilled also records an OOMKilling event, as a real cgroup OOM kill would). Other keys:
 `"runs": [outcome, ...]` scripts successive runs (restarts; the last one repeats), and
-`"containers": {"name": outcome}` overrides per container. The pod's status, events,
-restarts and deletion go through the same kubelet paths as real processes.
+`"containers": {"name": outcome}` overrides per container, and `"needsMemory": "300Mi"`
+makes a run OOMKilled (exit 137) while the container's memory limit is below that size, as
+a step that really needs it would be (so a retry with more memory succeeds). The pod's
+status, events, restarts and deletion go through the same kubelet paths as real processes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ..validation import parse_quantity
 
 ANNOTATION = "zenml-oom.local/simulate"
 
@@ -68,7 +72,19 @@ def outcome_for(pod: Mapping[str, Any], container: str, run: int) -> dict[str, A
     runs = spec.get("runs")
     if runs:
         spec = {**spec, **runs[min(run, len(runs) - 1)]}
+    needs = spec.get("needsMemory")
+    if needs is not None and _memory_limit(pod, container) < parse_quantity(str(needs)):
+        spec = {**spec, "exitCode": 137, "reason": "OOMKilled"}
     return dict(spec)
+
+
+def _memory_limit(pod: Mapping[str, Any], container: str) -> float:
+    """The container's memory limit in bytes (unlimited: infinity)."""
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if c.get("name") == container:
+            limit = ((c.get("resources") or {}).get("limits") or {}).get("memory")
+            return float(parse_quantity(str(limit))) if limit is not None else float("inf")
+    return float("inf")
 
 
 def kill_signal(proc: Any, sig: int) -> bool:
