@@ -43,7 +43,9 @@ def test_job_defaults_selector_and_template_labels(store: Store) -> None:
     j = store.create("jobs", job())
     uid = j["metadata"]["uid"]
     assert j["apiVersion"] == "batch/v1" and j["spec"]["backoffLimit"] == 6
-    assert j["spec"]["selector"] == {"matchLabels": {"controller-uid": uid}}
+    # As kube-apiserver 1.27+: the selector uses the batch.kubernetes.io/ label.
+    assert j["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    assert j["spec"]["manualSelector"] is False
     labels = j["spec"]["template"]["metadata"]["labels"]
     assert labels["controller-uid"] == uid and labels["job-name"] == "j"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from .jobspec import default_job
 from .validation import parse_quantity
 
 
@@ -64,23 +65,11 @@ def apply_defaults(resource: str, obj: dict[str, Any]) -> None:
             status.setdefault("phase", "Pending")
             status.setdefault("qosClass", _qos_class(spec))
     elif resource == "jobs":
-        spec = obj.setdefault("spec", {})
-        spec.setdefault("parallelism", 1)
-        spec.setdefault("completions", 1)
-        spec.setdefault("backoffLimit", 6)
-        spec.setdefault("completionMode", "NonIndexed")
-        spec.setdefault("suspend", False)
-        uid, name = meta.get("uid"), meta.get("name")
-        template = spec.setdefault("template", {})
-        labels = template.setdefault("metadata", {}).setdefault("labels", {})
-        if uid:
-            # As the real API server: the controller finds its pods by these labels.
-            spec.setdefault("selector", {"matchLabels": {"controller-uid": uid}})
-            for key, value in (("controller-uid", uid), ("job-name", name)):
-                labels.setdefault(key, value)
-                labels.setdefault(f"batch.kubernetes.io/{key}", value)
-        if isinstance(template.get("spec"), dict):
-            _default_pod_spec(template["spec"])
+        # One place for batch/v1 defaulting: the job controller's own rules.
+        default_job(obj)
+        template_spec = obj["spec"]["template"].get("spec")
+        if isinstance(template_spec, dict):
+            _default_pod_spec(template_spec)
         obj.setdefault("status", {})
     elif resource == "namespaces":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])

@@ -19,11 +19,9 @@ from ..supervisor.workqueue import WorkQueue  # deduplicated keys, one worker pe
 from .errors import AlreadyExists, ApiError, NotFound
 from .jobspec import (
     controller_ref,
-    default_job,
     finished_condition,
     generate_pod_name,
     is_ready,
-    needs_defaults,
     parse_time,
     pod_from_template,
     selector_string,
@@ -143,8 +141,6 @@ class JobController:
         namespace, name = key
         try:
             job = self.store.get("jobs", namespace, name)
-            if needs_defaults(job):
-                job = self.store.mutate("jobs", namespace, name, default_job)
         except NotFound:
             with self._lock:
                 self._memory.pop(key, None)

@@ -74,11 +74,6 @@ def default_job(job: dict[str, Any]) -> None:
         meta["labels"] = dict(tmeta["labels"])
 
 
-def needs_defaults(job: dict[str, Any]) -> bool:
-    """Whether `default_job` has not run yet (it always sets `manualSelector`)."""
-    return (job.get("spec") or {}).get("manualSelector") is None
-
-
 def selector_string(selector: dict[str, Any] | None) -> str:
     """A `metav1.LabelSelector` dict in the `?labelSelector=` syntax the Store parses."""
     parts = [f"{k}={v}" for k, v in sorted(((selector or {}).get("matchLabels") or {}).items())]
