@@ -55,6 +55,17 @@ def test_default_job_like_the_api_server() -> None:
     assert repr(job) == before
 
 
+def test_default_job_defaults_pod_condition_status_to_true() -> None:
+    # ZenML's stock step Jobs omit it; kube-apiserver fills it and clients require it.
+    rule = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    job: dict[str, Any] = {
+        "metadata": {"name": "j", "uid": "u"},
+        "spec": {"podFailurePolicy": {"rules": [rule]}, "template": {"spec": {}}},
+    }
+    default_job(job)
+    assert rule["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+
+
 def test_default_job_keeps_a_work_queue_job_without_completions() -> None:
     job: dict[str, Any] = {"metadata": {"name": "j", "uid": "u"}, "spec": {"parallelism": 3}}
     default_job(job)

@@ -51,6 +51,11 @@ def default_job(job: dict[str, Any]) -> None:
         )
     if spec.get("manualSelector") is None:
         spec["manualSelector"] = False
+    # A pattern's status defaults to "True"; clients (kubernetes 25) refuse a Job without it.
+    for rule in (spec.get("podFailurePolicy") or {}).get("rules") or []:
+        for pattern in rule.get("onPodConditions") or []:
+            if pattern.get("status") is None:
+                pattern["status"] = "True"
     template = spec.setdefault("template", {})
     tmeta = template.get("metadata") or {}
     template["metadata"] = tmeta
