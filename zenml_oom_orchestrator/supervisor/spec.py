@@ -64,7 +64,8 @@ def run_status(steps: list[StepStatus], stop_requested: bool) -> RunStatus:
 class StepSpec(BaseModel):
     """One step: how to run it (pod template), how to retry it (policy), what it waits for."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    # extra="forbid": a misspelt key (e.g. "upstreams") must not silently drop a setting.
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     name: str = Field(min_length=1)
     pod_template: dict[str, Any] = Field(
@@ -85,16 +86,34 @@ class StepSpec(BaseModel):
     def _to_dict(cls, value: Any) -> dict[str, Any]:
         return template_dict(value)
 
+    @field_validator("resource_memory")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        from zenml_oom_orchestrator.quantity import QuantityError, memory_bytes
+
+        if value is not None:
+            try:
+                memory_bytes(value)
+            except QuantityError as err:
+                raise ValueError(f"resource_memory={value!r} is not a memory size: {err}") from None
+        return value
+
     @model_validator(mode="after")
     def _has_main(self) -> StepSpec:
         main_container_of(self.pod_template, self.main_container)
+        if self.resource_memory is not None:
+            # A bad size or one above max_memory is refused before the run starts any pod.
+            from zenml_oom_orchestrator.policy import start_memory
+
+            start_memory(self.policy, self.resource_memory)
         return self
 
 
 class RunSpec(BaseModel):
     """A DAG of steps to run in one namespace, under one run id."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    # extra="forbid": a misspelt key (e.g. "upstreams") must not silently drop a setting.
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     run_id: str = Field(min_length=1)
     namespace: str = "default"
