@@ -7,18 +7,22 @@ over the process-wide ZenML client.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 from zenml.models import PipelineRunResponse
 
+from zenml_oom_orchestrator import cli_runs
 from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY, OPEN_STATUSES
 from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
@@ -81,6 +85,17 @@ def run_example(
     return Client().get_pipeline_run(run.id)
 
 
+Example = Callable[..., PipelineRunResponse]
+
+
+@pytest.fixture
+def example(
+    zenml_server: LocalZenServer, oom_stack: str, small_cluster: LocalCluster, tmp_path: Path
+) -> Example:
+    """``example("X.py", **env)`` runs examples/X.py on the session's stack."""
+    return functools.partial(run_example, server=zenml_server, stack=oom_stack, tmp_path=tmp_path)
+
+
 def attempts(run: PipelineRunResponse, step: str) -> list[tuple[Any, Any]]:
     history = run.steps[step].run_metadata.get(HISTORY_KEY) or []
     return [(row["memory_limit"], row["outcome"]) for row in history]
@@ -91,10 +106,8 @@ def open_step_runs(run: PipelineRunResponse) -> list[str]:
     return [f"{s.name}={s.status.value}" for s in page.items if s.status in OPEN_STATUSES]
 
 
-def test_oom_pipeline_escalates_every_step_to_success(
-    zenml_server: LocalZenServer, oom_stack: str, small_cluster: LocalCluster, tmp_path: Path
-) -> None:
-    run = run_example("oom_pipeline.py", zenml_server, oom_stack, tmp_path, **DEMO_ENV)
+def test_oom_pipeline_escalates_every_step_to_success(example: Example) -> None:
+    run = example("oom_pipeline.py", **DEMO_ENV)
     assert run.status is ExecutionStatus.COMPLETED
     assert open_step_runs(run) == []
     assert attempts(run, "train_0") == [("320Mi", "succeeded")]
@@ -105,12 +118,13 @@ def test_oom_pipeline_escalates_every_step_to_success(
         ("1280Mi", "succeeded"),
     ]
     assert run.steps["evaluate"].status is ExecutionStatus.COMPLETED
+    table = CliRunner().invoke(cli_runs.attempts, [run.name])
+    assert table.exit_code == 0, table.output
+    assert len([line for line in table.output.splitlines() if line.startswith("train_2")]) == 3
 
 
-def test_per_step_policy(
-    zenml_server: LocalZenServer, oom_stack: str, small_cluster: LocalCluster, tmp_path: Path
-) -> None:
-    run = run_example("per_step_policy.py", zenml_server, oom_stack, tmp_path)
+def test_per_step_policy(example: Example) -> None:
+    run = example("per_step_policy.py")
     assert run.status is ExecutionStatus.COMPLETED
     assert open_step_runs(run) == []
     # ResourceSettings(memory="384MiB") starts it; 1.5x but at least +256Mi; under 2Gi.
@@ -122,10 +136,8 @@ def test_per_step_policy(
     assert [outcome for _, outcome in attempts(run, "score")] == ["succeeded"]
 
 
-def test_pipeline_default_policy(
-    zenml_server: LocalZenServer, oom_stack: str, small_cluster: LocalCluster, tmp_path: Path
-) -> None:
-    run = run_example("pipeline_default_policy.py", zenml_server, oom_stack, tmp_path)
+def test_pipeline_default_policy(example: Example) -> None:
+    run = example("pipeline_default_policy.py")
     assert run.status is ExecutionStatus.COMPLETED
     assert open_step_runs(run) == []
     assert attempts(run, "features") == [("320Mi", "oom_killed"), ("960Mi", "succeeded")]
@@ -133,10 +145,8 @@ def test_pipeline_default_policy(
     assert attempts(run, "report") == [("320Mi", "succeeded")]
 
 
-def test_cap_hit_fails_clearly_and_explain_names_the_setting(
-    zenml_server: LocalZenServer, oom_stack: str, small_cluster: LocalCluster, tmp_path: Path
-) -> None:
-    run = run_example("cap_hit.py", zenml_server, oom_stack, tmp_path)
+def test_cap_hit_fails_clearly_and_explain_names_the_setting(example: Example) -> None:
+    run = example("cap_hit.py")
     assert run.status is ExecutionStatus.FAILED
     assert open_step_runs(run) == []
     assert attempts(run, "greedy") == [("384Mi", "oom_killed"), ("768Mi", "oom_killed")]
@@ -146,3 +156,10 @@ def test_cap_hit_fails_clearly_and_explain_names_the_setting(
     assert "max_memory" in greedy.exception_info.message
     publish = run.steps.get("publish")
     assert publish is None or publish.status is not ExecutionStatus.COMPLETED
+    # The CLI reads the same facts back from the store.
+    said = CliRunner().invoke(cli_runs.explain, [run.name, "greedy"])
+    assert said.exit_code == 0, said.output
+    assert "768Mi is already its max_memory" in said.output
+    assert 'max_memory="1536Mi"' in said.output
+    whole = CliRunner().invoke(cli_runs.explain, ["cap_hit"])  # a pipeline name: its last run
+    assert "`publish` never started" in whole.output or "`publish` was" in whole.output

@@ -1,0 +1,157 @@
+"""End to end: real ZenML server, real local cluster, step code really running in attempt pods.
+
+The scenario that started the project (ZenML issue #3440: parallel steps OOM-killed on a node too
+small for all of them, left hanging) scaled to this machine, the cap case, and the same pipeline
+on ZenML's stock ``kubernetes`` flavor, side by side.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from zenml.client import Client
+from zenml.enums import ExecutionStatus
+from zenml.models import PipelineRunResponse
+from zenml.utils.run_utils import stop_run
+
+from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings
+from zenml_oom_orchestrator.orchestrators.store_sync import (
+    HISTORY_KEY,
+    OPEN_STATUSES,
+    StoreSync,
+)
+from zenml_oom_orchestrator.testing.pipelines import fan_out, over_the_cap
+from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
+
+pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
+
+WIDTH = 4
+NEED_MIB = 300  # + ZenML's ~135 MB: more than the 320Mi start, less than the 640Mi retry
+START, RAISED, CAP = "320Mi", "640Mi", "640Mi"
+STOCK_DEADLINE = 150.0  # seconds the stock flavor gets before its run counts as hanging
+
+
+@dataclass
+class Outcome:
+    """What one run left in the store."""
+
+    flavor: str
+    run: PipelineRunResponse
+    seconds: float
+    step_runs: dict[str, list[str]] = field(default_factory=dict)  # every version, oldest first
+
+    @property
+    def open_step_runs(self) -> int:
+        return sum(
+            s in {x.value for x in OPEN_STATUSES} for v in self.step_runs.values() for s in v
+        )
+
+    def row(self) -> str:
+        steps = ", ".join(f"{n}={'/'.join(v)}" for n, v in sorted(self.step_runs.items()))
+        return (
+            f"{self.flavor:<16} run={self.run.status.value:<10} {self.seconds:6.1f}s "
+            f"open step runs={self.open_step_runs}  {steps}"
+        )
+
+
+def _outcome(flavor: str, run_id: Any, seconds: float) -> Outcome:
+    run = Client().get_pipeline_run(run_id)
+    sync = StoreSync(run.id)
+    names = list(run.snapshot.step_configurations) if run.snapshot else []
+    versions = {n: [s.status.value for s in sync.step_runs(n)] for n in names}
+    return Outcome(flavor, run, seconds, versions)
+
+
+def _run_oom(pipeline: Any, **params: Any) -> Outcome:
+    Client().activate_stack("oom-stack")
+    settings = {
+        "docker": no_build_docker_settings(),
+        "orchestrator": OOMKubernetesOrchestratorSettings(
+            initial_memory=START, max_memory=CAP, max_oom_retries=3
+        ),
+    }
+    started = time.monotonic()
+    run = pipeline.with_options(settings=settings)(**params)
+    return _outcome("oom_kubernetes", run.id, time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def oom_fan_out(oom_stack: str) -> Iterator[Outcome]:
+    yield _run_oom(fan_out, mib=NEED_MIB, width=WIDTH)
+
+
+def test_parallel_steps_over_their_start_all_complete_with_escalation(
+    oom_fan_out: Outcome,
+) -> None:
+    outcome = oom_fan_out
+    print("\n" + outcome.row())
+    assert outcome.run.status is ExecutionStatus.COMPLETED
+    assert outcome.open_step_runs == 0
+    for i in range(WIDTH):
+        name = f"allocate_{i}"
+        # The OOM-killed attempt's step run was finished (RETRIED) when the next one came.
+        assert outcome.step_runs[name] == ["retried", "completed"], name
+        history = outcome.run.steps[name].run_metadata[HISTORY_KEY]
+        assert [(h["attempt"], h["memory_limit"], h["outcome"]) for h in history] == [
+            (1, START, "oom_killed"),
+            (2, RAISED, "succeeded"),
+        ], name
+        assert history[0]["exit_code"] == 137
+    assert outcome.step_runs["report"] == ["completed"]
+
+
+def test_step_over_its_cap_fails_with_the_cap_message_and_downstream_never_starts(
+    oom_stack: str,
+) -> None:
+    outcome = _run_oom(over_the_cap, mib=700)
+    print("\n" + outcome.row())
+    assert outcome.run.status is ExecutionStatus.FAILED
+    assert outcome.open_step_runs == 0
+    greedy = Client().zen_store.get_run_step(outcome.run.steps["greedy"].id)
+    assert greedy.status is ExecutionStatus.FAILED
+    assert greedy.exception_info is not None
+    assert "max_memory" in greedy.exception_info.message
+    history = greedy.run_metadata[HISTORY_KEY]
+    assert [(h["memory_limit"], h["outcome"]) for h in history] == [
+        (START, "oom_killed"),
+        (CAP, "oom_killed"),
+    ]
+    assert outcome.step_runs["after_greedy"] == []  # skipped: never started
+
+
+def _run_stock_bounded(**params: Any) -> Outcome:
+    """The same pipeline on the stock flavor, memory given the only way it honours (pod
+    settings), with one retry; asynchronous, so a hanging run can be recorded and stopped."""
+    Client().activate_stack("stock-stack")
+    resources = {"requests": {"memory": START}, "limits": {"memory": START}}
+    settings = {
+        "docker": no_build_docker_settings(),
+        "orchestrator": {"synchronous": False, "pod_settings": {"resources": resources}},
+    }
+    started = time.monotonic()
+    run = fan_out.with_options(settings=settings, retry={"max_retries": 1})(**params)
+    assert run is not None
+    while time.monotonic() - started < STOCK_DEADLINE:
+        current = Client().get_pipeline_run(run.id, hydrate=False)
+        if current.status.is_finished:
+            break
+        time.sleep(2)
+    outcome = _outcome("kubernetes", run.id, time.monotonic() - started)
+    if not outcome.run.status.is_finished:
+        stop_run(outcome.run, graceful=False)
+    return outcome
+
+
+def test_same_pipeline_on_zenmls_stock_kubernetes_flavor_side_by_side(
+    stock_stack: str, oom_fan_out: Outcome
+) -> None:
+    stock = _run_stock_bounded(mib=NEED_MIB, width=WIDTH)
+    print("\nSame pipeline, same local cluster (node 2Gi, 4 steps each needing ~435 MB):")
+    print(stock.row())
+    print(oom_fan_out.row())
+    assert oom_fan_out.run.status is ExecutionStatus.COMPLETED
+    assert stock.run.status is not ExecutionStatus.COMPLETED  # fails or hangs

@@ -1,0 +1,50 @@
+"""Pipelines whose steps really need memory, for the end-to-end tests and the README demo.
+
+They live in the package (not in a test folder) so that step pods, which import the step's
+source, find them wherever the package is installed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from zenml import pipeline, step
+
+MiB = 1024 * 1024
+
+
+def hold_memory(mib: int, seconds: float = 1.0) -> int:
+    """Touch ``mib`` MiB page by page (so it is really resident), hold it, return the size."""
+    block = bytearray(mib * MiB)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(seconds)
+    return len(block) // MiB
+
+
+@step
+def allocate(mib: int, seconds: float = 1.0) -> int:
+    """A step that needs about ``mib`` MiB on top of ZenML's own ~135 MB."""
+    return hold_memory(mib, seconds)
+
+
+@step
+def report() -> str:
+    """Runs only after its upstream steps succeeded (ordering via ``after=``)."""
+    return "done"
+
+
+@pipeline(enable_cache=False)
+def fan_out(mib: int = 400, width: int = 4, seconds: float = 1.0) -> None:
+    """``width`` parallel steps that each need ``mib`` MiB, then one step that sums them."""
+    names = [f"allocate_{i}" for i in range(width)]
+    for name in names:
+        allocate(mib, seconds, id=name)
+    report(after=names)
+
+
+@pipeline(enable_cache=False)
+def over_the_cap(mib: int = 900, seconds: float = 1.0) -> None:
+    """One step that needs more than its cap allows, one downstream step that must not start."""
+    allocate(mib, seconds, id="greedy")
+    report(id="after_greedy", after=["greedy"])
