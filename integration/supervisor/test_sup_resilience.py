@@ -202,6 +202,10 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
     events = events_by_pod(k8s_api_client, cluster_namespace)
     assert {name: len(evs) for name, evs in events.items()} == dict.fromkeys(expected, 1)
     assert [r for r, _ in events[a2]] == ["OOMRetry"]
+    markers = [
+        e for e in core.list_namespaced_event(cluster_namespace).items if e.reason == "RunStarted"
+    ]
+    assert len(markers) == 1 and run_id in markers[0].message  # the second start saw it
     started = [
         json.loads(line)
         for line in (tmp_path / "events.jsonl").read_text().splitlines()
@@ -209,3 +213,51 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
     ]
     grow3 = [e for e in started if e["step"] == "grow" and e["attempt"]["number"] == 3]
     assert len(grow3) == 1  # created once, by the second supervisor
+
+
+def test_attempt_lost_while_no_supervisor_runs_is_judged_on_restart(
+    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
+) -> None:
+    run_id = "lost-while-down"
+    code = "import os, time; os.environ['OOM_ATTEMPT'] == '1' and time.sleep(60)"
+    spec = RunSpec(
+        run_id=run_id,
+        namespace=cluster_namespace,
+        steps=[
+            StepSpec(
+                name="s",
+                pod_template=template(code),
+                policy=OOMPolicy(initial_memory="96Mi", max_oom_retries=0),
+            )
+        ],
+    )
+    spec_file = tmp_path / "run.json"
+    spec_file.write_text(spec.model_dump_json())
+    core = k8s.CoreV1Api(k8s_api_client)
+    a1 = pod_name(run_id, "s", 1)
+
+    first = _supervisor(tmp_path, local_cluster.kubeconfig_path, spec_file)
+    wait_for(
+        lambda: any(
+            p.status.phase == "Running"
+            for p in core.list_namespaced_pod(
+                cluster_namespace, field_selector=f"metadata.name={a1}"
+            ).items
+        ),
+        timeout=30,
+        what="attempt 1 running",
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    local_cluster.kubelet.lose_pod(cluster_namespace, a1)  # gone, with no final status
+
+    second = _supervisor(tmp_path, local_cluster.kubeconfig_path, spec_file)
+    assert second.wait(60) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    attempts = result["steps"]["s"]["attempts"]
+    assert [a["outcome"]["kind"] for a in attempts] == ["node_lost", "succeeded"]
+    assert [a["budget"] for a in attempts] == [None, "infrastructure"]
+    assert {a["memory_limit"] // MI for a in attempts} == {96}
+    assert [r for r, _ in events_by_pod(k8s_api_client, cluster_namespace)[a1]] == [
+        "RetryInfrastructure"
+    ]

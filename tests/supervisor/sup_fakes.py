@@ -62,6 +62,7 @@ class FakeCluster:
         self.events: list[tuple[str, str, str]] = []  # (pod, reason, message)
         self.creates: list[str] = []
         self.node = node_memory
+        self.pod_event_log: dict[str, list[dict[str, Any]]] = {}  # Events outlive their pods
         self._rv = 0
 
     def largest_node_memory(self, max_age: float = 30.0) -> int | None:
@@ -92,14 +93,30 @@ class FakeCluster:
         return pod is not None
 
     def emit_event(
-        self, pod: dict[str, Any], reason: str, message: str, warning: bool = False
+        self,
+        pod: dict[str, Any],
+        reason: str,
+        message: str,
+        subject: dict[str, Any] | None = None,
+        warning: bool = False,
     ) -> None:
         key = (pod["metadata"]["name"], reason, message)
         if key not in self.events:  # deterministic names: a repeat is a 409
             self.events.append(key)
 
     def pod_events(self, pod_name: str) -> list[dict[str, Any]]:
-        return []
+        return self.pod_event_log.get(pod_name, [])
+
+    def lose(self, name: str) -> None:
+        """The pod vanishes while no supervisor watches; the kubelet's Events stay."""
+        pod = self.pods.pop(name)
+        self.pod_event_log[name] = [
+            {
+                "reason": "Started",
+                "involvedObject": {"name": name, "uid": pod["metadata"]["uid"]},
+                "firstTimestamp": "2026-01-01T00:00:00Z",
+            }
+        ]
 
     def pod(self, run_id: str, step: str, attempt: int) -> dict[str, Any]:
         return self.pods[naming.attempt_name(run_id, step, attempt)]

@@ -312,3 +312,33 @@ def test_state_stays_flat_under_long_churn() -> None:
     assert h.engine.all_terminal()
     assert all(len(s.attempts) == 31 for s in h.engine.states.values())
     assert len(h.queue._heap) <= 2 * len(steps) + 16
+
+
+def test_resume_judges_an_attempt_that_vanished_while_down() -> None:
+    cluster = FakeCluster()
+    before = Harness(step("a"), step("b"), cluster=cluster)
+    before.settle()
+    terminated(before.pod("a", 1), "OOMKilled", 137)
+    before.settle()  # a2 (512Mi) created
+    running(before.pod("a", 2))
+    running(before.pod("b", 1))
+    # The supervisor dies; both in-flight pods vanish with their node meanwhile.
+    cluster.lose(naming.attempt_name("r1", "a", 2))
+    cluster.lose(naming.attempt_name("r1", "b", 1))
+
+    after = Harness(step("a"), step("b"), cluster=cluster)
+    after.resume()
+    after.settle()
+    a, b = after.engine.states["a"], after.engine.states["b"]
+    assert [x.outcome.kind for x in a.attempts if x.outcome] == [
+        OutcomeKind.OOM_KILLED,
+        OutcomeKind.NODE_LOST,
+    ]
+    assert a.current is not None and a.current.number == 3
+    assert a.current.memory_limit // MI == 512 and a.current.budget == "infrastructure"
+    assert [x.outcome.kind for x in b.attempts if x.outcome] == [OutcomeKind.NODE_LOST]
+    assert b.current is not None and b.current.number == 2
+    # The lost attempts are recorded on their successors, for the next restart.
+    carried = after.pod("a", 3)["metadata"]["annotations"][naming.ANN_PREVIOUS_RESULT]
+    assert json.loads(carried)["record"]["number"] == 2
+    assert ("started", "a", 3) in after.observer.calls

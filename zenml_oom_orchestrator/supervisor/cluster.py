@@ -258,9 +258,15 @@ class ClusterApi:
 
     # -- events ---------------------------------------------------------------------------
     def emit_event(
-        self, pod: dict[str, Any], reason: str, message: str, warning: bool = False
+        self,
+        pod: dict[str, Any],
+        reason: str,
+        message: str,
+        subject: dict[str, Any] | None = None,
+        warning: bool = False,
     ) -> None:
-        """Record `reason` on the pod so `kubectl describe` shows it; once per pod and reason."""
+        """Record `reason` on the pod so `kubectl describe` shows it; once per pod and reason.
+        `subject` overrides what the Event is about (default: the pod)."""
         meta = pod["metadata"]
         now = now_iso()
         event = {
@@ -271,9 +277,9 @@ class ClusterApi:
                 "namespace": self.namespace,
             },
             "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": meta["name"],
+                "apiVersion": (subject or {}).get("apiVersion", "v1"),
+                "kind": (subject or {}).get("kind", "Pod"),
+                "name": (subject or {}).get("name", meta["name"]),
                 "namespace": self.namespace,
                 "uid": meta.get("uid"),
             },
@@ -291,6 +297,25 @@ class ClusterApi:
         except ApiException as exc:
             if exc.status != 409:  # 409: a restarted supervisor already said this
                 raise
+
+    def mark_run_started(self, run_id: str, owner: dict[str, Any] | None) -> bool:
+        """Record that a supervisor started `run_id` (an Event); True if one already had, i.e.
+        this is a restart even if none of the run's pods is left."""
+        name = f"oom-run-{naming.short_hash(run_id, length=16)}"
+        marker = naming.event_name(name, "RunStarted")
+        # A list by name, not a get: the orchestrator's RBAC already lists events.
+        body = self._json(
+            "list events",
+            self.core.list_namespaced_event,
+            self.namespace,
+            field_selector=f"metadata.name={marker}",
+        )
+        if any(e["metadata"]["name"] == marker for e in body.get("items") or []):
+            return True
+        subject = owner or {"apiVersion": "v1", "kind": "Pod", "name": name}
+        about = {"metadata": {"name": name, "uid": subject.get("uid")}}
+        self.emit_event(about, "RunStarted", f"oom-supervisor started run {run_id}", subject)
+        return False
 
     def pod_events(self, pod_name: str) -> list[dict[str, Any]]:
         """The pod's Events (for `classify`); empty if the server cannot filter them."""

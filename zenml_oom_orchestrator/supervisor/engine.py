@@ -155,29 +155,36 @@ class Engine:
             return  # a finishing attempt re-enqueues idle steps
         self._start_attempt(st)
 
-    def _start_attempt(self, st: StepState) -> None:
-        spec, number = st.spec, st.next_number
-        largest = self.largest_node()
-        if number == 1 and st.next_limit == 0:
-            resources = manifests.main_container_of(spec.pod_template, spec.main_container).get(
-                "resources"
-            )
+    def plan_memory(self, st: StepState) -> bool:
+        """Set the next attempt's memory (the start memory for attempt 1); False if the step
+        was failed instead, because no node could ever hold it."""
+        spec, largest = st.spec, self.largest_node()
+        if st.next_limit == 0:
+            main = manifests.main_container_of(spec.pod_template, spec.main_container)
             try:
-                mem = start_memory(spec.policy, spec.resource_memory, resources, largest)
+                mem = start_memory(
+                    spec.policy, spec.resource_memory, main.get("resources"), largest
+                )
             except PolicyError as err:  # refused before any pod exists
                 self.finish_step(st, StepStatus.FAILED, f"step '{spec.name}': {err}")
-                return
+                return False
             st.next_request, st.next_limit = mem.request, mem.limit
         if largest is not None and st.next_request > largest:
             self.finish_step(
                 st,
                 StepStatus.FAILED,
-                f"step '{spec.name}' attempt {number} would request "
+                f"step '{spec.name}' attempt {st.next_number} would request "
                 f"{format_memory(st.next_request)} memory but the largest node has "
                 f"{format_memory(largest)} allocatable; refused before creating the pod so it "
                 "is not left Pending. Lower the step's memory or max_memory, or add a bigger node.",
             )
+            return False
+        return True
+
+    def _start_attempt(self, st: StepState) -> None:
+        if not self.plan_memory(st):
             return
+        spec, number = st.spec, st.next_number
         name = naming.attempt_name(self.spec.run_id, spec.name, number, self.spec.name_prefix)
         previous = st.attempts[-1] if st.attempts else None
         manifest = manifests.build_attempt_pod(
@@ -258,7 +265,7 @@ class Engine:
             outcome = explain_unschedulable(
                 outcome, st.current.memory_request, timeout, self.largest_node()
             )
-        self._finish_attempt(st, pod, outcome, gone)
+        self.finish_attempt(st, pod, outcome, gone)
 
     def _pending(
         self, st: StepState, pod: dict[str, Any], outcome: Outcome, timeout: float
@@ -269,7 +276,7 @@ class Engine:
             outcome, st.current.memory_request, self.largest_node(), self.clock() - created, timeout
         )
         if verdict.outcome is not None:
-            self._finish_attempt(st, pod, verdict.outcome, False)
+            self.finish_attempt(st, pod, verdict.outcome, False)
             return
         st.status, st.message = StepStatus.PENDING, f"attempt {st.current.number} {verdict.message}"
         if verdict.waiting_for_memory and not st.waiting_reported:
@@ -277,7 +284,7 @@ class Engine:
             self.hook("on_attempt_waiting", st.name, st.current, st.message)
         self.queue.add_after(st.name, verdict.recheck_in)
 
-    def _finish_attempt(
+    def finish_attempt(
         self, st: StepState, pod: dict[str, Any], outcome: Outcome, gone: bool
     ) -> None:
         """Record → decide → persist on the pod → Event → act. Persisting comes before acting,
@@ -340,7 +347,7 @@ class Engine:
             pod = self.informer.get(st.current_pod) or self.informer.deleted(st.current_pod)
             outcome = classify(pod, main_container=st.spec.main_container)
             if outcome.terminal and pod is not None:
-                self._finish_attempt(st, pod, outcome, self.informer.get(st.current_pod) is None)
+                self.finish_attempt(st, pod, outcome, self.informer.get(st.current_pod) is None)
                 if st.status.terminal:
                     return
             else:

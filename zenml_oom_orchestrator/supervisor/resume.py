@@ -17,6 +17,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from zenml_oom_orchestrator.classify import classify
 from zenml_oom_orchestrator.policy import AttemptRecord, GiveUp, Retry
 from zenml_oom_orchestrator.quantity import memory_bytes
 from zenml_oom_orchestrator.supervisor import naming
@@ -114,10 +115,11 @@ def _retry_next(st: StepState, last: int, decision: Retry, retry_at: float | Non
     st.status, st.message = StepStatus.RETRYING, decision.message
 
 
-def resume(engine: Engine, pods: list[Pod]) -> int:
+def resume(engine: Engine, pods: list[Pod], restarted: bool | None = None) -> int:
     """Restore every step of `engine` from `pods` (the informer's first list); returns how
-    many steps had attempts. Hooks are replayed for what a crash may have cut short, so
-    observers must be idempotent per (step, attempt number)."""
+    many steps had attempts. `restarted`: a supervisor ran this run before (default: some
+    pods exist). Hooks are replayed for what a crash may have cut short, so observers must
+    be idempotent per (step, attempt number)."""
     groups = group_by_step(pods)
     for step, by_number in groups.items():
         st = engine.states.get(step)
@@ -138,4 +140,41 @@ def resume(engine: Engine, pods: list[Pod]) -> int:
             engine.stop_requested = True
         if st.status.terminal:
             engine.finish_step(st, st.status, st.message)
+        elif st.status is StepStatus.RETRYING:
+            recover_vanished(engine, st)
+    if groups or restarted:  # not a fresh run: a first attempt may have vanished meanwhile
+        for name, state in engine.states.items():
+            if name not in groups:
+                recover_vanished(engine, state)
     return len(groups)
+
+
+def recover_vanished(engine: Engine, st: StepState) -> None:
+    """The attempt this step would start next may have been created by the previous
+    supervisor and vanished while none was running (node lost, pod GC). Its Events outlive
+    it: if any name it, it existed, so it is judged gone (node_lost unless the Events say
+    OOM) and decided on, instead of being silently run again under the same number."""
+    name = naming.attempt_name(engine.spec.run_id, st.name, st.next_number, engine.spec.name_prefix)
+    events = engine.cluster.pod_events(name)
+    if not events or not engine.plan_memory(st):
+        return
+    involved = events[0].get("involvedObject") or {}
+    stamps = [e.get("firstTimestamp") or e.get("eventTime") for e in events]
+    st.current = AttemptRecord(
+        number=st.next_number,
+        memory_request=st.next_request,
+        memory_limit=st.next_limit,
+        budget=st.next_budget,  # type: ignore[arg-type]
+        started_at=min((_epoch(t) for t in stamps if t), default=None),
+    )
+    st.current_pod = name
+    log.warning("step %s: attempt %d vanished while no supervisor ran", st.name, st.next_number)
+    outcome = classify(None, events, main_container=st.spec.main_container)
+    pod = {
+        "metadata": {"name": name, "namespace": engine.spec.namespace, "uid": involved.get("uid")}
+    }
+    engine.finish_attempt(st, pod, outcome, gone=True)
+
+
+def _epoch(stamp: str) -> float:
+    return created_at({"metadata": {"creationTimestamp": stamp}}) or 0.0

@@ -77,7 +77,8 @@ class Supervisor:
                     f"could not list the run's pods within {sync_timeout:g}s: "
                     f"{self.informer.last_error}"
                 )
-            resumed = resume(self.engine, self.informer.items())
+            restarted = self.cluster.mark_run_started(self.spec.run_id, self.spec.owner)
+            resumed = resume(self.engine, self.informer.items(), restarted)
             if resumed:
                 log.info("run %s: resumed %d steps from the cluster", self.spec.run_id, resumed)
             if self._stop.is_set():
