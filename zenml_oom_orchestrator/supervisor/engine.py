@@ -26,9 +26,7 @@ from zenml_oom_orchestrator.policy import (
     PolicyError,
     Retry,
     decide,
-    start_memory,
 )
-from zenml_oom_orchestrator.quantity import format_memory
 from zenml_oom_orchestrator.supervisor import manifests, naming
 from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
 from zenml_oom_orchestrator.supervisor.informer import PodInformer
@@ -37,6 +35,7 @@ from zenml_oom_orchestrator.supervisor.pending import (
     created_at,
     explain_unschedulable,
     judge_pending,
+    next_memory,
 )
 from zenml_oom_orchestrator.supervisor.spec import (
     FailureMode,
@@ -76,6 +75,10 @@ class Engine:
         for s in spec.steps:
             for u in s.upstream:
                 self.downstream[u].append(s.name)
+        # Kept incrementally so that hundreds of steps cost O(1) per event, not O(steps).
+        self.flying: set[str] = set()  # steps with an attempt in flight
+        self.finished: set[str] = set()  # steps in a terminal status
+        self.slot_waiters: dict[str, None] = {}  # ready steps waiting for a parallelism slot
         self.halted_by: str | None = None  # the failed step that halted the run
         self.stop_requested = False
         self.started_at = clock()
@@ -95,10 +98,18 @@ class Engine:
         return self.spec.pending_timeout_seconds or st.spec.policy.pending_timeout_seconds
 
     def in_flight(self) -> int:
-        return sum(1 for s in self.states.values() if s.current is not None)
+        return len(self.flying)
 
     def all_terminal(self) -> bool:
-        return all(s.status.terminal for s in self.states.values())
+        return len(self.finished) == len(self.states)
+
+    def _landed(self, st: StepState) -> None:
+        """The step's attempt is over: its parallelism slot goes to the steps waiting for one."""
+        st.current = st.current_pod = None
+        self.flying.discard(st.name)
+        for name in self.slot_waiters:
+            self.queue.add(name)
+        self.slot_waiters.clear()
 
     def enqueue_idle(self) -> None:
         """A parallelism slot or an upstream result changed: look at every idle step again."""
@@ -152,32 +163,19 @@ class Engine:
         limit = self.spec.max_parallelism
         if limit is not None and self.in_flight() >= limit:
             st.message = f"waiting for a parallelism slot (max_parallelism={limit})"
-            return  # a finishing attempt re-enqueues idle steps
+            self.slot_waiters[st.name] = None  # a finishing attempt re-enqueues it
+            return
         self._start_attempt(st)
 
     def plan_memory(self, st: StepState) -> bool:
         """Set the next attempt's memory (the start memory for attempt 1); False if the step
         was failed instead, because no node could ever hold it."""
-        spec, largest = st.spec, self.largest_node()
-        if st.next_limit == 0:
-            main = manifests.main_container_of(spec.pod_template, spec.main_container)
-            try:
-                mem = start_memory(
-                    spec.policy, spec.resource_memory, main.get("resources"), largest
-                )
-            except PolicyError as err:  # refused before any pod exists
-                self.finish_step(st, StepStatus.FAILED, f"step '{spec.name}': {err}")
-                return False
-            st.next_request, st.next_limit = mem.request, mem.limit
-        if largest is not None and st.next_request > largest:
-            self.finish_step(
-                st,
-                StepStatus.FAILED,
-                f"step '{spec.name}' attempt {st.next_number} would request "
-                f"{format_memory(st.next_request)} memory but the largest node has "
-                f"{format_memory(largest)} allocatable; refused before creating the pod so it "
-                "is not left Pending. Lower the step's memory or max_memory, or add a bigger node.",
+        try:
+            st.next_request, st.next_limit = next_memory(
+                st.spec, st.next_number, st.next_request, st.next_limit, self.largest_node()
             )
+        except PolicyError as err:  # refused before any pod exists
+            self.finish_step(st, StepStatus.FAILED, f"step '{st.name}': {err}")
             return False
         return True
 
@@ -215,6 +213,7 @@ class Engine:
         self.informer.assume(pod)
         st.unpersisted = None
         started = self.clock()
+        self.flying.add(st.name)
         st.current = AttemptRecord(
             number=number,
             memory_request=st.next_request,
@@ -310,9 +309,8 @@ class Engine:
             self.cluster.delete_pod(st.current_pod, grace_period_seconds=0)  # evidence is saved
         self.informer.forget(st.current_pod)
         st.attempts.append(record)
-        st.current = st.current_pod = None
+        self._landed(st)
         self.hook("on_attempt_finished", st.name, record, decision)
-        self.enqueue_idle()  # a parallelism slot is free
         if decision is None:
             self.finish_step(st, StepStatus.SUCCEEDED, f"succeeded on attempt {record.number}")
         elif isinstance(decision, GiveUp):
@@ -358,7 +356,7 @@ class Engine:
                 self.cluster.delete_pod(st.current_pod)
                 self.informer.forget(st.current_pod)
                 st.attempts.append(record)
-                st.current = st.current_pod = None
+                self._landed(st)
                 self.hook("on_attempt_finished", st.name, record, None)
         halted = self.halted_by is not None and not self.stop_requested
         status = StepStatus.SKIPPED if halted and not st.attempts else StepStatus.STOPPED
@@ -366,6 +364,8 @@ class Engine:
 
     def finish_step(self, st: StepState, status: StepStatus, message: str) -> None:
         st.status, st.message = status, message
+        self.finished.add(st.name)
+        self.slot_waiters.pop(st.name, None)
         log.info("step %s %s: %s", st.name, status.value, message)
         self.hook("on_step_finished", st.name, st.result())
         for d in self.downstream[st.name]:
@@ -378,7 +378,6 @@ class Engine:
             for other in self.states.values():
                 if not other.status.terminal:
                     self.queue.add(other.name)
-        self.enqueue_idle()
 
     def give_up_on(self, key: str, message: str) -> None:
         """End a step the worker could not process (bounded requeues ran out)."""
@@ -390,7 +389,7 @@ class Engine:
                 self.cluster.delete_pod(st.current_pod)
             except Exception:  # noqa: BLE001 - the API is what keeps failing
                 log.warning("could not delete pod %s of step %s", st.current_pod, key)
-            st.current = st.current_pod = None
+            self._landed(st)
         self.finish_step(st, StepStatus.FAILED, message)
 
     def request_stop(self) -> None:

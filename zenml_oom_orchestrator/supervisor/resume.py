@@ -146,6 +146,7 @@ def resume(engine: Engine, pods: list[Pod], restarted: bool | None = None) -> in
         for name, state in engine.states.items():
             if name not in groups:
                 recover_vanished(engine, state)
+    engine.flying = {name for name, st in engine.states.items() if st.current is not None}
     return len(groups)
 
 
