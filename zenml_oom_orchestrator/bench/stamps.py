@@ -17,8 +17,9 @@ Key = tuple[str, str, int]  # (run_id, step, attempt)
 
 def _key(obj: dict[str, Any]) -> Key | None:
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    run, step, attempt = labels.get(LABEL_RUN), labels.get(LABEL_STEP), labels.get(LABEL_ATTEMPT)
-    if run is None or step is None or not str(attempt).isdigit():
+    run, step = labels.get(LABEL_RUN), labels.get(LABEL_STEP)
+    attempt = str(labels.get(LABEL_ATTEMPT))
+    if run is None or step is None or not attempt.isdigit():
         return None
     return str(run), str(step), int(attempt)
 

@@ -1,0 +1,128 @@
+"""Printing the figures and checking them against the targets of issue 7."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from collections.abc import Sequence
+
+from zenml_oom_orchestrator.bench.runner import Figures
+
+P50_TARGET, P99_TARGET = 0.2, 1.0  # seconds, OOMKilled written -> next attempt created
+REQUEST_RATIO_TARGET = 1 / 20  # of the baseline's requests per in-flight step-minute, at 500
+RSS_TARGET_MIB, RSS_GROWTH_TARGET = 200.0, 0.10
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
+
+
+def _row(f: Figures) -> str:
+    return (
+        f"  {f.client:<10} attempts={f.attempts:<5} ok={'yes' if f.ok else 'NO':<3} "
+        f"wall={f.seconds:6.1f}s  OOM->next p50={_s(f.p50)} p99={_s(f.p99)} "
+        f"(n={len(f.oom_to_next)})  requests={f.requests} "
+        f"req/min/in-flight-step={f.per_step_minute:.2f} (reads {f.reads_per_step_minute:.2f})  "
+        f"peak RSS={f.peak_rss:.0f}MiB"
+    )
+
+
+def print_scenario(
+    steps: int, args: argparse.Namespace, ours: Figures, base: Figures | None
+) -> None:
+    print(
+        f"== {steps} concurrent steps, {args.oom_fraction:.0%} OOM on attempt 1, "
+        f"attempts {args.attempt_seconds:g}s (simulated) ==",
+        flush=True,
+    )
+    print(_row(ours))
+    if base is not None:
+        print(_row(base))
+        if base.per_step_minute:
+            ratio = ours.per_step_minute / base.per_step_minute
+            reads = ours.reads_per_step_minute / base.reads_per_step_minute
+            print(
+                f"  supervisor/baseline requests per in-flight step-minute: {ratio:.4f} "
+                f"(reads only: {reads:.5f})",
+                flush=True,
+            )
+
+
+def rss_growth(f: Figures) -> tuple[float, float, float]:
+    """(RSS after the first 10 % of attempts, peak RSS in the last 10 %, growth between)."""
+    total = max((s.progress for s in f.sampled.samples), default=0)
+    early = [s.rss_mib for s in f.sampled.samples if s.progress >= 0.1 * total]
+    late = [s.rss_mib for s in f.sampled.samples if s.progress >= 0.9 * total]
+    if not early or not late:
+        return 0.0, 0.0, 0.0
+    start, end = early[0], max(late)
+    return start, end, end / start - 1
+
+
+def print_churn(f: Figures, args: argparse.Namespace) -> None:
+    print(
+        f"== supervisor RSS through {f.attempts} attempts ({f.steps} steps, max_parallelism "
+        f"{args.churn_parallelism}, attempts {args.churn_attempt_seconds:g}s) ==",
+        flush=True,
+    )
+    print(_row(f))
+    samples = f.sampled.samples
+    total = max((s.progress for s in samples), default=0)
+    marks = sorted({round(total * q / 10) for q in range(11)})
+    line = []
+    for mark in marks:
+        at = next((s for s in samples if s.progress >= mark), None)
+        if at is not None:
+            line.append(f"{at.progress}:{at.rss_mib:.0f}")
+    print("  RSS MiB by attempts finished: " + "  ".join(line))
+    start, end, growth = rss_growth(f)
+    print(
+        f"  RSS after 10% of attempts {start:.1f}MiB, peak in the last 10% {end:.1f}MiB, "
+        f"growth {growth:+.1%}; peak {f.peak_rss:.1f}MiB",
+        flush=True,
+    )
+
+
+def print_targets(scenarios: Sequence[tuple[Figures, Figures | None]], churn: Figures) -> bool:
+    checks: list[tuple[str, bool]] = []
+    for ours, _base in scenarios:
+        n = ours.steps
+        checks.append(
+            (
+                f"{n} steps: p50 {_s(ours.p50)} < {P50_TARGET}s",
+                ours.p50 is not None and ours.p50 < P50_TARGET,
+            )
+        )
+        checks.append(
+            (
+                f"{n} steps: p99 {_s(ours.p99)} < {P99_TARGET}s",
+                ours.p99 is not None and ours.p99 < P99_TARGET,
+            )
+        )
+    largest = max(scenarios, key=lambda pair: pair[0].steps, default=None)
+    base = largest[1] if largest is not None else None
+    if largest is not None and base is not None and base.per_step_minute:
+        ours = largest[0]
+        ratio = ours.per_step_minute / base.per_step_minute
+        reads = ours.reads_per_step_minute / base.reads_per_step_minute
+        checks.append(
+            (
+                f"{ours.steps} steps: requests per in-flight step-minute {ratio:.4f} of the "
+                f"baseline's <= 1/20 (reads alone: {reads:.5f})",
+                ratio <= REQUEST_RATIO_TARGET,
+            )
+        )
+    _, _, growth = rss_growth(churn)
+    checks.append(
+        (
+            f"RSS peak {churn.peak_rss:.1f}MiB < {RSS_TARGET_MIB:.0f}MiB",
+            churn.peak_rss < RSS_TARGET_MIB,
+        )
+    )
+    checks.append(
+        (f"RSS growth {growth:+.1%} < {RSS_GROWTH_TARGET:.0%}", growth < RSS_GROWTH_TARGET)
+    )
+    print(f"== targets (python {platform.python_version()}) ==")
+    for text, ok in checks:
+        print(f"  [{'met' if ok else 'MISSED'}] {text}")
+    return all(ok for _, ok in checks)

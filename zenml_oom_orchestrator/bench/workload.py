@@ -1,0 +1,64 @@
+"""The benchmark's workload: N independent steps whose attempts the kubelet simulates (no
+process), a fraction of them needing more memory than the first attempt gets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from zenml_oom_orchestrator.localcluster.kubelet.simulated import ANNOTATION
+
+START_MEMORY = "256Mi"  # attempt 1; the OOM steps need NEEDS, so attempt 2 (512Mi) succeeds
+NEEDS = "300Mi"
+IMAGE = "bench/simulated:latest"
+
+
+def is_oom_step(index: int, oom_fraction: float) -> bool:
+    """Spread the OOM steps evenly (every 5th for 20 %), so any prefix has the same mix."""
+    if oom_fraction <= 0:
+        return False
+    every = max(1, round(1 / oom_fraction))
+    return index % every == every - 1
+
+
+def step_name(index: int) -> str:
+    return f"step-{index:05d}"
+
+
+def simulate(attempt_seconds: float, oom: bool) -> str:
+    script: dict[str, Any] = {"afterMs": int(attempt_seconds * 1000)}
+    if oom:
+        script["needsMemory"] = NEEDS
+    return json.dumps(script, sort_keys=True)
+
+
+def pod_template(attempt_seconds: float, oom: bool) -> dict[str, Any]:
+    """A minimal step pod: one `main` container the kubelet simulates."""
+    return {
+        "metadata": {"annotations": {ANNOTATION: simulate(attempt_seconds, oom)}},
+        "spec": {"containers": [{"name": "main", "image": IMAGE, "command": ["true"]}]},
+    }
+
+
+def run_spec(
+    run_id: str,
+    namespace: str,
+    steps: int,
+    attempt_seconds: float,
+    oom_fraction: float,
+    max_parallelism: int | None = None,
+) -> dict[str, Any]:
+    """A supervisor RunSpec (as JSON-able dict) for the workload."""
+    return {
+        "run_id": run_id,
+        "namespace": namespace,
+        "max_parallelism": max_parallelism,
+        "steps": [
+            {
+                "name": step_name(i),
+                "pod_template": pod_template(attempt_seconds, is_oom_step(i, oom_fraction)),
+                "policy": {"initial_memory": START_MEMORY, "memory_multiplier": 2},
+            }
+            for i in range(steps)
+        ],
+    }
