@@ -87,11 +87,10 @@ def run_pods(api_client: Any, namespace: str, run_id: str) -> list[Any]:
 
 
 def events_by_pod(api_client: Any, namespace: str) -> dict[str, list[tuple[str, str]]]:
-    """What `kubectl describe pod` shows from us: pod name → [(reason, message)] (the run's
-    RunStarted marker is left out)."""
+    """What `kubectl describe pod` shows from us: pod name → [(reason, message)]."""
     out: dict[str, list[tuple[str, str]]] = {}
     for ev in k8s.CoreV1Api(api_client).list_namespaced_event(namespace).items:
-        if ev.source and ev.source.component == naming.MANAGED_BY and ev.reason != "RunStarted":
+        if ev.source and ev.source.component == naming.MANAGED_BY:
             out.setdefault(ev.involved_object.name, []).append((ev.reason, ev.message))
     return out
 

@@ -264,6 +264,7 @@ class ClusterApi:
         message: str,
         subject: dict[str, Any] | None = None,
         warning: bool = False,
+        source: str = naming.MANAGED_BY,
     ) -> None:
         """Record `reason` on the pod so `kubectl describe` shows it; once per pod and reason.
         `subject` overrides what the Event is about (default: the pod)."""
@@ -286,8 +287,8 @@ class ClusterApi:
             "reason": reason,
             "message": message[:1024],
             "type": "Warning" if warning else "Normal",
-            "source": {"component": naming.MANAGED_BY},
-            "reportingComponent": naming.MANAGED_BY,
+            "source": {"component": source},
+            "reportingComponent": source,
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
@@ -314,7 +315,8 @@ class ClusterApi:
             return True
         subject = owner or {"apiVersion": "v1", "kind": "Pod", "name": name}
         about = {"metadata": {"name": name, "uid": subject.get("uid")}}
-        self.emit_event(about, "RunStarted", f"oom-supervisor started run {run_id}", subject)
+        message = f"oom-supervisor started run {run_id}"
+        self.emit_event(about, "RunStarted", message, subject, source=naming.RUN_MARKER_SOURCE)
         return False
 
     def pod_events(self, pod_name: str) -> list[dict[str, Any]]:

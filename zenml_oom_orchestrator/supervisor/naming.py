@@ -20,6 +20,9 @@ LABEL_STEP = "step_name"
 LABEL_ATTEMPT = "attempt"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "oom-supervisor"
+# Source of the one run-level marker Event, kept apart so that every Event from MANAGED_BY is
+# a decision about one attempt.
+RUN_MARKER_SOURCE = "oom-supervisor-run"
 ANNOTATION_PREFIX = "oom.zenml.io/"
 ANN_STEP = ANNOTATION_PREFIX + "step-name"
 ANN_ZENML_STEP = "zenml.io/step-name"  # ZenML's own tools find step pods by this
