@@ -1,0 +1,98 @@
+"""explain_step / explain_run: plain words and the setting that would change the outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from zenml_oom_orchestrator.explain import StepFacts, explain_run, explain_step
+
+
+def row(
+    attempt: int, limit: str, outcome: str, message: str = "", exit_code: int = 137
+) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "memory_request": limit,
+        "memory_limit": limit,
+        "outcome": outcome,
+        "exit_code": exit_code,
+        "message": message,
+    }
+
+
+CAP_MESSAGE = (
+    "step 'greedy' was OOM-killed on attempt 2 with 768Mi (exit 137, OOMKilled), which is "
+    "already max_memory (768Mi) (memory tried: 384Mi, 768Mi); raise max_memory above 768Mi "
+    "or reduce the step's memory use."
+)
+
+
+def test_cap_hit_names_max_memory_with_a_larger_example_value() -> None:
+    facts = StepFacts(
+        "greedy",
+        "failed",
+        [row(1, "384Mi", "oom_killed"), row(2, "768Mi", "oom_killed", CAP_MESSAGE)],
+    )
+    text = explain_step(facts)
+    assert "failed after 2 attempts (384Mi -> 768Mi)" in text
+    assert "768Mi is already its max_memory" in text
+    assert 'OOMKubernetesOrchestratorSettings(max_memory="1536Mi")' in text
+    assert CAP_MESSAGE in text
+
+
+@pytest.mark.parametrize(
+    ("outcome", "message", "names"),
+    [
+        ("oom_killed", "...; all 3 OOM retries are used (memory tried: 1Gi)", "max_oom_retries"),
+        (
+            "oom_killed",
+            "..., which is already the largest node's allocatable memory (7Gi)",
+            "Add a node",
+        ),
+        ("app_error", "failed", "StepRetryConfig"),
+        ("killed", "was killed without a reason", 'sigkill_without_reason="oom"'),
+        ("disrupted", "was disrupted", "max_infrastructure_retries"),
+        ("unschedulable", "could not be scheduled", "pending_timeout_seconds"),
+        ("image_error", "could not pull", "imagePullSecrets"),
+        ("deadline_exceeded", "ran past", "active_deadline_seconds"),
+    ],
+)
+def test_each_failure_points_at_its_setting(outcome: str, message: str, names: str) -> None:
+    text = explain_step(StepFacts("s", "failed", [row(1, "1Gi", outcome, message)]))
+    assert names in text
+    assert "What would change the outcome:" in text
+
+
+def test_a_completed_step_after_retries_suggests_starting_higher() -> None:
+    facts = StepFacts(
+        "big", "completed", [row(1, "512Mi", "oom_killed"), row(2, "1Gi", "succeeded", exit_code=0)]
+    )
+    text = explain_step(facts)
+    assert "completed on attempt 2 with 1Gi" in text
+    assert 'initial_memory="1Gi"' in text
+
+
+def test_a_step_that_never_started_names_the_failed_upstream() -> None:
+    text = explain_step(StepFacts("publish", None, upstream=["greedy"], failed_upstream=["greedy"]))
+    assert "never started" in text and "`greedy`" in text
+
+
+def test_a_failure_without_attempts_shows_the_stored_error() -> None:
+    text = explain_step(StepFacts("s", "failed", [], error="ValueError: boom"))
+    assert "ValueError: boom" in text
+
+
+def test_explain_run_puts_failures_first_and_skips_plain_successes() -> None:
+    steps = [
+        StepFacts("ok", "completed", [row(1, "1Gi", "succeeded", exit_code=0)]),
+        StepFacts("publish", None, failed_upstream=["greedy"]),
+        StepFacts("greedy", "failed", [row(1, "768Mi", "oom_killed", CAP_MESSAGE)]),
+    ]
+    text = explain_run("r1", "failed", steps)
+    assert text.startswith("Run `r1` is failed.")
+    assert text.index("`greedy` failed") < text.index("`publish` never started")
+    assert "`ok`" not in text
+    everyone_fine = explain_run("r2", "completed", steps[:1])
+    assert "Every step completed on its first attempt" in everyone_fine

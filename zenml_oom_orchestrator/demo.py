@@ -1,0 +1,229 @@
+"""`zenml-oom demo`: the whole story on this machine, in temporary directories.
+
+It starts the local cluster and a local ZenML server, registers the flavor and a stack, runs
+``examples/oom_pipeline.py`` exactly as a user would (``python oom_pipeline.py``), prints each
+attempt pod's progress as it happens (from the cluster), and ends with the attempt table and
+the run's status (from the ZenML store). Everything it started is stopped, and the temporary
+directory removed, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PIPELINE_NAME = "oom_demo"  # the @pipeline in examples/oom_pipeline.py
+STACK = "oom-demo"
+# The demo's sizes: one step fits, one needs one retry, one needs two (see the example).
+DEFAULT_ENV = {
+    "OOM_DEMO_SIZES_MIB": "150,600,1200",
+    "OOM_DEMO_START": "512Mi",
+    "OOM_DEMO_CAP": "4Gi",
+    "OOM_DEMO_HOLD_SECONDS": "2",
+}
+
+
+def pod_progress(pod: Mapping[str, Any]) -> tuple[str, int, str, str] | None:
+    """(step, attempt, memory limit, state) of an attempt pod; None for any other pod.
+
+    The state is what ``kubectl get pods`` would show: Pending, Running, or the main
+    container's termination reason (OOMKilled, Completed, Error).
+    """
+    from .supervisor import naming
+
+    meta = pod.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    step = annotations.get(naming.ANN_ZENML_STEP)
+    if step is None or naming.LABEL_ATTEMPT not in labels:
+        return None  # the orchestrator pod
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    limit = annotations.get(naming.ANN_MEMORY_LIMIT) or (
+        (containers[0].get("resources") or {}).get("limits", {}).get("memory", "?")
+    )
+    status = pod.get("status") or {}
+    state = str(status.get("phase") or "Pending")
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            state = str(terminated.get("reason") or f"exit {terminated.get('exitCode')}")
+        break
+    return step, int(labels[naming.LABEL_ATTEMPT]), str(limit), state
+
+
+class ProgressPrinter:
+    """Prints a line whenever an attempt pod changes state: step x attempt x memory x state."""
+
+    def __init__(self, echo: Any = click.echo) -> None:
+        self.echo = echo
+        self.started = time.monotonic()
+        self.seen: dict[tuple[str, int], str] = {}
+
+    def update(self, pods: list[Mapping[str, Any]]) -> None:
+        rows = sorted(filter(None, map(pod_progress, pods)))
+        for step, attempt, limit, state in rows:
+            if self.seen.get((step, attempt)) == state:
+                continue
+            self.seen[(step, attempt)] = state
+            elapsed = time.monotonic() - self.started
+            self.echo(f"  {elapsed:6.1f}s  {step:<12} attempt {attempt}  {limit:>7}  {state}")
+
+
+def _run_config(path: Path) -> Path:
+    """No image build or code upload: the local cluster runs this Python, and the pods import
+    the example from the examples folder."""
+    import yaml
+
+    from .testing.stack import no_build_docker_settings
+
+    env = [{"name": "PYTHONPATH", "value": str(EXAMPLES)}]
+    config = {
+        "settings": {
+            "docker": no_build_docker_settings().model_dump(exclude_defaults=True),
+            "orchestrator": {
+                "pod_settings": {"env": env},
+                "orchestrator_pod_settings": {"env": env},
+            },
+        }
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextlib.contextmanager
+def _step(number: int, text: str) -> Iterator[None]:
+    click.secho(f"[{number}/5] {text}...", bold=True)
+    started = time.monotonic()
+    yield
+    click.echo(f"      done in {time.monotonic() - started:.1f}s")
+
+
+def _run_pipeline(env: dict[str, str], log_path: Path, cluster: Any, namespace: str) -> int:
+    """`python oom_pipeline.py` in a subprocess, printing pod progress until it exits."""
+    printer = ProgressPrinter()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "oom_pipeline.py"],
+            cwd=EXAMPLES,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            while proc.poll() is None:
+                pods, _ = cluster.store.list("pods", namespace)
+                printer.update(pods)
+                time.sleep(0.5)
+            printer.update(cluster.store.list("pods", namespace)[0])
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    return proc.returncode
+
+
+@click.command(name="demo")
+@click.option(
+    "--memory",
+    default="6Gi",
+    show_default=True,
+    help="Allocatable memory of the local cluster's node.",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary directory (logs, ZenML config).")
+def demo(memory: str, keep: bool) -> None:
+    """Run the OOM demo on a local cluster, then clean up.
+
+    Starts a local cluster (pods are real processes in memory cgroups, so OOM kills are real)
+    and a local ZenML server, registers the oom_kubernetes flavor and a stack, runs
+    examples/oom_pipeline.py and shows each attempt as it happens.
+    """
+    if not (EXAMPLES / "oom_pipeline.py").exists():
+        raise click.ClickException(
+            f"{EXAMPLES / 'oom_pipeline.py'} not found: run the demo from a clone of the "
+            "repository (pip install -e .)"
+        )
+    tmp = Path(tempfile.mkdtemp(prefix="zenml-oom-demo-"))
+    try:
+        code = _demo(tmp, memory)
+    finally:
+        if keep:
+            click.echo(f"Kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(code)
+
+
+def _demo(tmp: Path, memory: str) -> int:
+    from .localcluster.cluster import LocalCluster
+    from .testing import stack
+    from .testing.zenml_server import local_zen_server
+
+    with contextlib.ExitStack() as cleanup:
+        with _step(1, "Starting a local ZenML server"):
+            server = cleanup.enter_context(local_zen_server(tmp / "zenml-config"))
+            # Before the cluster starts: its pods inherit this process's environment.
+            server.activate_in_process()
+            click.echo(f"      {server.url} (config in {server.config_path})")
+        with _step(2, f"Starting the local cluster (one node, {memory})"):
+            cluster = cleanup.enter_context(
+                LocalCluster(memory=memory, cpus=2, work_dir=tmp / "cluster")
+            )
+            assert cluster.store is not None and cluster.kubeconfig_path is not None
+            cluster.store.create("namespaces", {"metadata": {"name": stack.NAMESPACE}})
+            stack.use_kubeconfig(cluster.kubeconfig_path)
+        with _step(3, "Registering the oom_kubernetes flavor and a stack"):
+            server.cli("orchestrator", "flavor", "register", stack.FLAVOR_SOURCE)
+            stack.register_stack(STACK, STACK, "oom_kubernetes")
+            from zenml.client import Client
+
+            stack_id = str(Client().get_stack(STACK).id)
+        log_path = tmp / "pipeline.log"
+        sizes = ", ".join(f"{s} MiB" for s in DEFAULT_ENV["OOM_DEMO_SIZES_MIB"].split(","))
+        click.secho(
+            f"[4/5] Running examples/oom_pipeline.py: steps needing {sizes}, all starting at "
+            f"{DEFAULT_ENV['OOM_DEMO_START']}...",
+            bold=True,
+        )
+        env = {
+            **server.env(),
+            **DEFAULT_ENV,
+            "KUBECONFIG": str(cluster.kubeconfig_path),
+            "ZENML_ACTIVE_STACK_ID": stack_id,
+            "ZENML_OOM_RUN_CONFIG": str(_run_config(tmp / "run-config.yaml")),
+        }
+        returncode = _run_pipeline(env, log_path, cluster, stack.NAMESPACE)
+        click.secho("[5/5] Result", bold=True)
+        result = _report(returncode, log_path)
+        click.echo("Stopping the local cluster and the ZenML server...")
+    return result
+
+
+def _report(returncode: int, log_path: Path) -> int:
+    from zenml.client import Client
+
+    from .orchestrators.status_view import attempt_table_for_run
+
+    try:
+        last = Client().get_pipeline(PIPELINE_NAME).last_run
+    except KeyError:
+        last = None
+    if last is None:
+        click.echo(log_path.read_text()[-4000:])
+        click.secho(f"The pipeline did not start (exit code {returncode}).", fg="red")
+        return 1
+    run = Client().get_pipeline_run(last.id)
+    click.echo(attempt_table_for_run(run))
+    ok = run.status.value == "completed"
+    click.secho(f"Run `{run.name}` ended {run.status.value.upper()}.", fg="green" if ok else "red")
+    if not ok:
+        click.echo(f"Why: zenml-oom explain {run.name}  (pipeline output: see --keep)")
+    return 0 if ok and returncode == 0 else 1

@@ -1,0 +1,180 @@
+"""Why a step ended as it did, in plain words, and which setting would change the outcome.
+
+Pure: it reads the facts the orchestrator stored (the attempt rows of ``oom_attempts``, the
+step run's status and error), never the cluster, so anyone who can read the ZenML store can
+ask. ``zenml-oom explain`` (``cli_runs.py``) loads the facts and prints :func:`explain_step`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .quantity import QuantityError, format_memory, memory_bytes
+
+SETTINGS = "OOMKubernetesOrchestratorSettings"
+
+
+@dataclass(frozen=True)
+class StepFacts:
+    """What the store knows about one step of a run (its latest step run)."""
+
+    name: str
+    status: str | None  # the step run's status value; None when it never started
+    history: Sequence[Mapping[str, Any]] = ()  # the oom_attempts rows, oldest first
+    error: str | None = None  # the step run's exception message, if any
+    upstream: Sequence[str] = ()
+    failed_upstream: Sequence[str] = field(default_factory=list)
+
+
+def _limits(history: Sequence[Mapping[str, Any]]) -> str:
+    seen = dict.fromkeys(str(row.get("memory_limit", "?")) for row in history)
+    return " -> ".join(seen)
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" + ("" if n == 1 else "s")
+
+
+def _twice(limit: str) -> str:
+    try:
+        return format_memory(2 * memory_bytes(limit))
+    except QuantityError:
+        return "a larger size"
+
+
+def _setting(example: str) -> str:
+    return f'    @step(settings={{"orchestrator": {SETTINGS}({example})}})'
+
+
+def _advice(last: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """(why, what to change) for the last attempt of a failed step."""
+    outcome = str(last.get("outcome", ""))
+    message = str(last.get("message") or "")
+    limit = str(last.get("memory_limit") or "?")
+    exit_code = last.get("exit_code")
+    if outcome in ("oom_killed", "evicted"):
+        what = (
+            "was OOM-killed: the kernel killed it when it reached its memory limit"
+            if outcome == "oom_killed"
+            else "was evicted because its node ran low on memory"
+        )
+        if "already max_memory" in message:
+            return f"Its last attempt {what}, and {limit} is already its max_memory.", [
+                f"Raise max_memory above {limit}, for example:",
+                _setting(f'max_memory="{_twice(limit)}"'),
+                "or make the step use less memory.",
+            ]
+        if "largest node's allocatable memory" in message:
+            return (
+                f"Its last attempt {what}, and {limit} is all the largest node can give.",
+                [
+                    "Add a node with more allocatable memory (max_memory cannot help here),",
+                    "or make the step use less memory.",
+                ],
+            )
+        return f"Its last attempt {what}, and its OOM retries were used up.", [
+            "Raise max_oom_retries, or memory_multiplier to grow faster, for example:",
+            _setting("max_oom_retries=5, memory_multiplier=3"),
+            "or start higher with initial_memory.",
+        ]
+    if outcome == "app_error":
+        return (
+            f"Its code failed (exit code {exit_code}); more memory would not have helped.",
+            [
+                "Fix the step, or give it retries of its own: @step(retry=StepRetryConfig(max_retries=2)).",
+            ],
+        )
+    if outcome == "deadline_exceeded":
+        return "It ran longer than its pod's active_deadline_seconds.", [
+            "Raise active_deadline_seconds in the step's pod_settings, or its retry max_retries.",
+        ]
+    if outcome == "killed":
+        return (
+            f"It was killed (exit code {exit_code}) without an OOMKilled reason, which the "
+            "policy counts as an infrastructure failure by default.",
+            [
+                "If your cluster's runtime reports OOM kills this way, set",
+                _setting('sigkill_without_reason="oom"'),
+                "otherwise raise max_infrastructure_retries.",
+            ],
+        )
+    if outcome in ("disrupted", "node_lost"):
+        return (
+            "Its pod was disrupted or lost its node (preemption, drain, node shutdown): not "
+            "the step's fault, but its infrastructure retries were used up.",
+            ["Raise max_infrastructure_retries, or check the cluster's nodes."],
+        )
+    if outcome == "unschedulable":
+        return f"No node could fit its memory request ({limit}) in time.", [
+            "Lower initial_memory or max_memory, add a node with more memory, or raise",
+            "pending_timeout_seconds to give a cluster autoscaler time.",
+        ]
+    if outcome == "image_error":
+        return "Its image could not be pulled; retrying cannot heal that.", [
+            "Fix the image name or the registry access (imagePullSecrets in pod_settings).",
+        ]
+    if outcome == "config_error":
+        return "Its container could not start (a missing Secret or ConfigMap, the command).", [
+            "Fix the pod configuration; retrying cannot heal that.",
+        ]
+    return f"Its last attempt ended {outcome or 'without a recorded outcome'}.", []
+
+
+def explain_step(facts: StepFacts) -> str:
+    """A few lines: what happened to the step, why, and which setting would change it."""
+    name, history = facts.name, list(facts.history)
+    if facts.status is None:
+        if facts.failed_upstream:
+            upstream = ", ".join(f"`{u}`" for u in facts.failed_upstream)
+            return (
+                f"Step `{name}` never started: it depends on {upstream}, which did not "
+                "complete. Fix that step first."
+            )
+        return f"Step `{name}` never started (the run ended or was stopped before it)."
+    status = facts.status
+    if status in ("completed", "cached"):
+        if status == "cached" or not history:
+            return f"Step `{name}` {status}."
+        text = f"Step `{name}` completed on attempt {len(history)} with {history[-1].get('memory_limit')}."
+        if len(history) > 1:
+            text += (
+                f" It needed {len(history) - 1} retries ({_limits(history)}). To start there and "
+                "skip the failed attempts next time:\n"
+                + _setting(f'initial_memory="{history[-1].get("memory_limit")}"')
+            )
+        return text
+    if status in ("stopped", "skipped"):
+        reason = f": {facts.error}" if facts.error else "."
+        if facts.failed_upstream:
+            upstream = ", ".join(f"`{u}`" for u in facts.failed_upstream)
+            return f"Step `{name}` was {status} because {upstream} failed{reason}"
+        return f"Step `{name}` was {status}{reason}"
+    if status != "failed":
+        return f"Step `{name}` is {status}: it has not ended yet."
+    if not history:
+        return f"Step `{name}` failed before any attempt was recorded" + (
+            f": {facts.error}" if facts.error else "."
+        )
+    why, change = _advice(history[-1])
+    lines = [f"Step `{name}` failed after {_attempts(len(history))} ({_limits(history)}).", why]
+    if change:
+        lines += ["What would change the outcome:", *[f"  {line}" for line in change]]
+    said = history[-1].get("message") or facts.error
+    if said:
+        lines.append(f"The orchestrator said: {said}")
+    return "\n".join(lines)
+
+
+def explain_run(run_name: str, run_status: str, steps: Sequence[StepFacts]) -> str:
+    """Every step that did not simply complete, failed ones first; a line if all completed."""
+    order = {"failed": 0, "stopped": 1, "skipped": 1, None: 2}
+    interesting = [
+        s for s in steps if s.status not in ("completed", "cached") or len(s.history) > 1
+    ]
+    interesting.sort(key=lambda s: order.get(s.status, 3))
+    head = f"Run `{run_name}` is {run_status}."
+    if not interesting:
+        return head + " Every step completed on its first attempt."
+    return "\n\n".join([head, *(explain_step(s) for s in interesting)])
