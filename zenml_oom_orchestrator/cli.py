@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from . import cli_runs, demo
 from .localcluster.cli import cluster
 
 
@@ -17,6 +18,8 @@ def cli() -> None:
 
 
 cli.add_command(cluster)
+for command in (demo.demo, cli_runs.attempts, cli_runs.explain):
+    cli.add_command(command)
 
 
 def main() -> None:

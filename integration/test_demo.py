@@ -1,0 +1,33 @@
+"""`zenml-oom demo`, the real command in a subprocess, as the README's quickstart runs it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zenml_oom_orchestrator.localcluster.testing import pids_with
+
+pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
+
+
+def test_demo_runs_the_oom_pipeline_to_completion_and_cleans_up() -> None:
+    command = Path(sys.executable).with_name("zenml-oom")
+    proc = subprocess.run([str(command), "demo"], capture_output=True, text=True, timeout=420)
+    out = proc.stdout
+    print(out[-6000:], proc.stderr[-3000:])
+    assert proc.returncode == 0
+    # Live progress: step x attempt x memory x state, with the OOM kills and the escalation.
+    assert re.search(r"train_2\s+attempt 1\s+512Mi\s+OOMKilled", out)
+    assert re.search(r"train_2\s+attempt 3\s+2Gi\s+Completed", out)
+    # The attempt table and the final status.
+    assert re.search(r"train_1\s+2\s+1Gi\s+1Gi\s+succeeded", out)
+    assert re.search(r"Run `oom_demo-\S+` ended COMPLETED", out)
+    # Nothing left: no temporary directory, no server or pod process using it.
+    tmp = re.search(r"config in (/\S+)/zenml-config", out)
+    assert tmp is not None
+    assert not Path(tmp.group(1)).exists()
+    assert pids_with(tmp.group(1)) == []
