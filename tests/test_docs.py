@@ -63,6 +63,7 @@ def _script_commands(text: str) -> set[str]:
     for kind in re.findall(r"\bregister_once ([a-z-]+)", text):
         found.add(f"zenml {kind} register")
     found |= set(re.findall(r"\b[a-z_]+\.py\b", text))
+    found |= {f"python -m {m}" for m in re.findall(r"-m (zenml_oom_orchestrator[.\w]*)", text)}
     return found
 
 

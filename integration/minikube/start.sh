@@ -23,8 +23,9 @@ minikube start \
   --mount --mount-string "$WORK_DIR:$WORK_DIR" \
   --mount-uid "$(id -u)" --mount-gid "$(id -g)"
 
-log "Creating namespace '$NAMESPACE' and applying rbac.yaml"
+log "Creating namespace '$NAMESPACE' and the orchestrator's service account and RBAC"
 kctl create namespace "$NAMESPACE" --dry-run=client -o yaml | kctl apply -f -
-sed "s/namespace: zenml$/namespace: $NAMESPACE/" "$MINIKUBE_DIR/rbac.yaml" | kctl apply -f -
+# rbac.yaml for any namespace: the package prints the same manifests (its source of truth).
+"$PYTHON" -m zenml_oom_orchestrator.rbac --namespace "$NAMESPACE" | kctl apply -f -
 
 kctl get node -o custom-columns='NODE:.metadata.name,ALLOCATABLE MEMORY:.status.allocatable.memory'
