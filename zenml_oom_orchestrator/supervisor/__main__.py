@@ -61,7 +61,13 @@ class JsonLinesObserver(BaseObserver):
 
 def load_spec(path: str) -> RunSpec:
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    return RunSpec.model_validate(yaml.safe_load(text))
+    try:
+        # JSON first: PyYAML takes ~10 s and ~90 MiB for a 4,000-step (1.2 MB) JSON spec,
+        # json 0.3 s and 7 MiB. YAML (a superset) is the fallback.
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = yaml.safe_load(text)
+    return RunSpec.model_validate(data)
 
 
 def api_client(kubeconfig: str | None, context: str | None, in_cluster: bool) -> Any:
