@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
-from zenml.models import PipelineRunResponse
 from zenml.utils.run_utils import stop_run
+from zenml_runs import Outcome, read_outcome, run_oom
 
-from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings
-from zenml_oom_orchestrator.orchestrators.store_sync import (
-    HISTORY_KEY,
-    OPEN_STATUSES,
-    StoreSync,
-)
+from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
 from zenml_oom_orchestrator.testing.pipelines import fan_out, over_the_cap
 from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
 
@@ -35,48 +29,12 @@ START, RAISED, CAP = "320Mi", "640Mi", "640Mi"
 STOCK_DEADLINE = 150.0  # seconds the stock flavor gets before its run counts as hanging
 
 
-@dataclass
-class Outcome:
-    """What one run left in the store."""
-
-    flavor: str
-    run: PipelineRunResponse
-    seconds: float
-    step_runs: dict[str, list[str]] = field(default_factory=dict)  # every version, oldest first
-
-    @property
-    def open_step_runs(self) -> int:
-        return sum(
-            s in {x.value for x in OPEN_STATUSES} for v in self.step_runs.values() for s in v
-        )
-
-    def row(self) -> str:
-        steps = ", ".join(f"{n}={'/'.join(v)}" for n, v in sorted(self.step_runs.items()))
-        return (
-            f"{self.flavor:<16} run={self.run.status.value:<10} {self.seconds:6.1f}s "
-            f"open step runs={self.open_step_runs}  {steps}"
-        )
-
-
-def _outcome(flavor: str, run_id: Any, seconds: float) -> Outcome:
-    run = Client().get_pipeline_run(run_id)
-    sync = StoreSync(run.id)
-    names = list(run.snapshot.step_configurations) if run.snapshot else []
-    versions = {n: [s.status.value for s in sync.step_runs(n)] for n in names}
-    return Outcome(flavor, run, seconds, versions)
-
-
 def _run_oom(pipeline: Any, **params: Any) -> Outcome:
-    Client().activate_stack("oom-stack")
-    settings = {
-        "docker": no_build_docker_settings(),
-        "orchestrator": OOMKubernetesOrchestratorSettings(
-            initial_memory=START, max_memory=CAP, max_oom_retries=3
-        ),
-    }
-    started = time.monotonic()
-    run = pipeline.with_options(settings=settings)(**params)
-    return _outcome("oom_kubernetes", run.id, time.monotonic() - started)
+    return run_oom(
+        pipeline,
+        {"initial_memory": START, "max_memory": CAP, "max_oom_retries": 3},
+        **params,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +98,7 @@ def _run_stock_bounded(**params: Any) -> Outcome:
         if current.status.is_finished:
             break
         time.sleep(2)
-    outcome = _outcome("kubernetes", run.id, time.monotonic() - started)
+    outcome = read_outcome("kubernetes", run.id, time.monotonic() - started)
     if not outcome.run.status.is_finished:
         stop_run(outcome.run, graceful=False)
     return outcome

@@ -49,6 +49,8 @@ def attempt_row(record: AttemptRecord, decision: Decision | None) -> dict[str, A
         "outcome": outcome.kind.value if outcome else "running",
         "exit_code": outcome.exit_code if outcome else None,
         "duration_s": duration,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
         "budget": record.budget,
         "node": record.node,
         "decision": None if decision is None else type(decision).__name__.lower(),
@@ -132,14 +134,16 @@ class ZenMLObserver(BaseObserver):
             logger.warning("step `%s` failed in the cluster but completed in ZenML", step)
             return
         # Filling the retry slots only creates step runs, which every run state allows before
-        # it is FAILED. Turning the last one FAILED fails the run, and then FAIL_FAST and
-        # STOP_ON_FAILURE runs refuse other steps' new step runs (their retries, their
-        # closings): there it waits for the end of the run.
+        # it is FAILED. Turning the last one FAILED fails the run, and then a STOP_ON_FAILURE
+        # run refuses the new step runs its in-flight steps still need (their retries, their
+        # closings): there it waits for the end of the run. FAIL_FAST needs none (in-flight
+        # steps are stopped, an update), and must fail first: a STOPPED sibling next to an
+        # open step would turn the run STOPPING.
         step_run = self.sync.prepare_failure(step, message)
-        if self.failure_mode is FailureMode.CONTINUE_ON_FAILURE:
-            self.sync.finish_failure(step_run, message)
-        else:
+        if self.failure_mode is FailureMode.STOP_ON_FAILURE:
             self._deferred[step] = (step_run, message)
+        else:
+            self.sync.finish_failure(step_run, message)
 
     @staticmethod
     def _verdict(result: StepResult) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from zenml import pipeline, step
+from zenml.config.retry_config import StepRetryConfig
 
 MiB = 1024 * 1024
 
@@ -48,3 +49,44 @@ def over_the_cap(mib: int = 900, seconds: float = 1.0) -> None:
     """One step that needs more than its cap allows, one downstream step that must not start."""
     allocate(mib, seconds, id="greedy")
     report(id="after_greedy", after=["greedy"])
+
+
+@step
+def fail(message: str = "the step's own bug") -> int:
+    """An app error: more memory would not help."""
+    raise RuntimeError(message)
+
+
+@step
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@pipeline(enable_cache=False)
+def buggy(retries: int = 1) -> None:
+    """One step that always raises: retried only as often as the step's own retry config says."""
+    fail.with_options(retry=StepRetryConfig(max_retries=retries))()
+
+
+@pipeline(enable_cache=False)
+def failing_beside_a_long_step(sleep_seconds: float = 120) -> None:
+    """One step fails while a sibling still runs; the sibling has a downstream step (for the
+    execution modes: stopped, finished, or finished and followed)."""
+    fail()
+    sleep(sleep_seconds)
+    report(after=["sleep"])
+
+
+@pipeline(enable_cache=False)
+def long_running(sleep_seconds: float = 120) -> None:
+    """One long step, for stopping a run."""
+    sleep(sleep_seconds)
+
+
+@pipeline(enable_cache=True)
+def cacheable(mib: int = 10) -> None:
+    """Two small independent steps and one after them; cached on a second run."""
+    allocate(mib, 0.1, id="first")
+    allocate(mib + 1, 0.1, id="second")  # other inputs: not a cache hit of `first`
+    report(after=["first", "second"])
