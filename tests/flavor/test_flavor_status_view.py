@@ -1,0 +1,56 @@
+"""fetch_status reads the latest attempt; the attempt table is readable and complete."""
+
+from __future__ import annotations
+
+from kubernetes.client import V1ObjectMeta, V1Pod, V1PodStatus
+from zenml.enums import ExecutionStatus
+
+from zenml_oom_orchestrator.orchestrators.attempt_table import format_attempt_table
+from zenml_oom_orchestrator.orchestrators.status_view import latest_attempt_statuses
+
+
+def _pod(step: str, attempt: int | None, phase: str) -> V1Pod:
+    labels = {"run_id": "r"} | ({"attempt": str(attempt)} if attempt else {})
+    return V1Pod(
+        metadata=V1ObjectMeta(
+            name=f"{step}-{attempt}", labels=labels, annotations={"zenml.io/step-name": step}
+        ),
+        status=V1PodStatus(phase=phase),
+    )
+
+
+def test_latest_attempt_wins_once_the_orchestrator_is_gone() -> None:
+    pods = [
+        _pod("train", 2, "Succeeded"),
+        _pod("train", 1, "Failed"),  # an earlier OOM kill must not decide
+        _pod("eval", 1, "Failed"),
+        _pod("eval", 10, "Running"),  # numeric, not lexical, order
+        _pod("orchestrator", None, "Running"),  # not an attempt pod
+    ]
+    assert latest_attempt_statuses(pods, orchestrator_done=True) == {
+        "train": ExecutionStatus.COMPLETED,
+        "eval": ExecutionStatus.FAILED,  # left running by a dead orchestrator: settled
+    }
+
+
+def test_nothing_is_reported_while_the_supervisor_is_the_writer() -> None:
+    assert latest_attempt_statuses([_pod("train", 1, "Failed")], orchestrator_done=False) == {}
+
+
+def test_attempt_table_lists_every_attempt_and_steps_without_any() -> None:
+    rows = [
+        {"attempt": 1, "memory_request": "320Mi", "memory_limit": "320Mi",
+         "outcome": "oom_killed", "exit_code": 137, "duration_s": 4.25, "message": "x" * 200},
+        {"attempt": 2, "memory_request": "640Mi", "memory_limit": "640Mi",
+         "outcome": "succeeded", "exit_code": 0, "duration_s": 3.0, "message": "ok"},
+    ]  # fmt: skip
+    table = format_attempt_table({"train": rows}, {"train": "completed", "after": "skipped"})
+    lines = table.splitlines()
+    assert lines[0].split() == [
+        "step", "attempt", "request", "limit", "outcome", "exit", "duration", "message",
+    ]  # fmt: skip
+    assert "320Mi" in lines[2] and "oom_killed" in lines[2] and "137" in lines[2]
+    assert "4.2s" in lines[2] or "4.3s" in lines[2]
+    assert lines[2].endswith("...")  # long messages are cut
+    assert "640Mi" in lines[3] and "succeeded" in lines[3]
+    assert lines[4].split()[:2] == ["after", "-"] and "skipped" in lines[4]
