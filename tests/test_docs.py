@@ -60,8 +60,8 @@ def _script_commands(text: str) -> set[str]:
         found.add("kubectl " + sub)
     for sub in re.findall(r'"\$ZENML" ((?:[a-z][a-z-]*(?= |$) ?)+)', text):
         found.add("zenml " + sub.strip())
-    for kind in re.findall(r"\bregister_once ([a-z-]+)", text):
-        found.add(f"zenml {kind} register")
+    for kind in re.findall(r'\bregister_or_exists "?([a-z][a-z -]*[a-z])"? ', text):
+        found.add(f"zenml {kind} register")  # its describe is documented as `zenml <kind> describe`
     found |= set(re.findall(r"\b[a-z_]+\.py\b", text))
     found |= {f"python -m {m}" for m in re.findall(r"-m (zenml_oom_orchestrator[.\w]*)", text)}
     return found

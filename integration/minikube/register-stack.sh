@@ -23,40 +23,47 @@ log "Starting a local ZenML server on $ZENML_SERVER_IP:$ZENML_PORT (config in $Z
 mkdir -p "$ZENML_CONFIG_PATH"
 "$ZENML" login --local --ip-address "$ZENML_SERVER_IP" --port "$ZENML_PORT"
 
-# Register NAME of a component KIND unless it exists already.
-register_once() {
-  local kind=$1 name=$2
+if "$ZENML" stack describe "$STACK_NAME" >/dev/null 2>&1; then
+  log "Stack '$STACK_NAME' exists: making it active"
+  "$ZENML" stack set "$STACK_NAME"
+  exit 0
+fi
+
+# `zenml KIND register NAME-OR-SOURCE ARGS...`; if it fails only because NAME exists already
+# (a run of this script that stopped half-way), say so and go on. Each zenml call costs
+# seconds, so the existence check (`zenml KIND describe NAME`) runs only after a failure.
+register_or_exists() {
+  local -a kind
+  read -r -a kind <<<"$1"
+  local name=$2 out
   shift 2
-  if "$ZENML" "$kind" describe "$name" >/dev/null 2>&1; then
-    log "$kind '$name' exists"
+  if out=$("$ZENML" "${kind[@]}" register "$@" 2>&1); then
+    printf '%s\n' "$out"
+  elif "$ZENML" "${kind[@]}" describe "$name" >/dev/null 2>&1; then
+    log "$1 '$name' exists already"
   else
-    "$ZENML" "$kind" register "$name" "$@"
+    printf '%s\n' "$out" >&2
+    return 1
   fi
 }
 
-if ! "$ZENML" orchestrator flavor list 2>/dev/null | grep -q oom_kubernetes; then
-  log "Registering the oom_kubernetes flavor"
-  "$ZENML" orchestrator flavor register zenml_oom_orchestrator.flavors.OOMKubernetesOrchestratorFlavor
-fi
-
+log "Registering the oom_kubernetes flavor and stack '$STACK_NAME'"
+register_or_exists "orchestrator flavor" oom_kubernetes \
+  zenml_oom_orchestrator.flavors.OOMKubernetesOrchestratorFlavor
 # Inside the local stores directory, which the orchestrator mounts into pods (local=True) and
 # start.sh mounted into the minikube node at the same path.
 artifact_path="$ZENML_CONFIG_PATH/local_stores/$STACK_NAME"
 mkdir -p "$artifact_path"
-register_once artifact-store "$STACK_NAME" --flavor=local --path="$artifact_path"
+register_or_exists artifact-store "$STACK_NAME" "$STACK_NAME" --flavor=local --path="$artifact_path"
 # Required by the Kubernetes stack validator; the step image is built by build-image.sh and
 # used with skip_build, so nothing is pushed here.
-register_once container-registry "$STACK_NAME" --flavor=default --uri=localhost:5000
-register_once image-builder "$STACK_NAME" --flavor=local
-register_once orchestrator "$STACK_NAME" --flavor=oom_kubernetes \
+register_or_exists container-registry "$STACK_NAME" "$STACK_NAME" --flavor=default \
+  --uri=localhost:5000
+register_or_exists image-builder "$STACK_NAME" "$STACK_NAME" --flavor=local
+register_or_exists orchestrator "$STACK_NAME" "$STACK_NAME" --flavor=oom_kubernetes \
   --kubernetes_context="$KUBE_CONTEXT" \
   --kubernetes_namespace="$NAMESPACE" \
   --service_account_name="$SERVICE_ACCOUNT" \
   --local=True
-if "$ZENML" stack describe "$STACK_NAME" >/dev/null 2>&1; then
-  "$ZENML" stack set "$STACK_NAME"
-else
-  "$ZENML" stack register "$STACK_NAME" -o "$STACK_NAME" -a "$STACK_NAME" \
-    -c "$STACK_NAME" -i "$STACK_NAME" --set
-fi
-"$ZENML" stack describe "$STACK_NAME"
+"$ZENML" stack register "$STACK_NAME" -o "$STACK_NAME" -a "$STACK_NAME" \
+  -c "$STACK_NAME" -i "$STACK_NAME" --set

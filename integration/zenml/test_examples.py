@@ -31,6 +31,7 @@ from zenml_oom_orchestrator.testing.zenml_server import LocalZenServer
 pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+VERIFY = EXAMPLES.parent / "integration" / "minikube" / "verify_run.py"
 # The demo scaled to the 2Gi test node: fits at once, one retry, two retries.
 DEMO_ENV = {
     "OOM_DEMO_SIZES_MIB": "40,300,600",
@@ -106,7 +107,9 @@ def open_step_runs(run: PipelineRunResponse) -> list[str]:
     return [f"{s.name}={s.status.value}" for s in page.items if s.status in OPEN_STATUSES]
 
 
-def test_oom_pipeline_escalates_every_step_to_success(example: Example) -> None:
+def test_oom_pipeline_escalates_every_step_to_success(
+    example: Example, zenml_server: LocalZenServer, oom_stack: str
+) -> None:
     run = example("oom_pipeline.py", **DEMO_ENV)
     assert run.status is ExecutionStatus.COMPLETED
     assert open_step_runs(run) == []
@@ -118,6 +121,16 @@ def test_oom_pipeline_escalates_every_step_to_success(example: Example) -> None:
         ("1280Mi", "succeeded"),
     ]
     assert run.steps["evaluate"].status is ExecutionStatus.COMPLETED
+    # The check run-demo.sh makes after a minikube run, on this run.
+    verify = subprocess.run(
+        [sys.executable, str(VERIFY), "--pipeline", "oom_demo", "--first-attempt", "train_0"]
+        + ["--escalated", "train_1", "--escalated", "train_2"],
+        env={**zenml_server.env(), "ZENML_ACTIVE_STACK_ID": str(Client().get_stack(oom_stack).id)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
     table = CliRunner().invoke(cli_runs.attempts, [run.name])
     assert table.exit_code == 0, table.output
     assert len([line for line in table.output.splitlines() if line.startswith("train_2")]) == 3
