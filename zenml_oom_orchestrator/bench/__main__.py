@@ -25,6 +25,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", default="50,200,500", help="concurrent steps per scenario")
     p.add_argument("--attempt-seconds", type=float, default=30.0, help="simulated attempt length")
     p.add_argument("--oom-fraction", type=float, default=0.2)
+    p.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="spread attempt lengths by +-this fraction (0: every step ends at once, worst case)",
+    )
     p.add_argument("--churn-attempts", type=int, default=5000, help="attempts for the RSS run")
     p.add_argument("--churn-parallelism", type=int, default=500)
     p.add_argument("--churn-attempt-seconds", type=float, default=1.0)
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="oom-bench-") as tmp,
         LocalCluster(memory="2Ti", cpus=64) as cluster,
     ):
-        bench = Bench(cluster, Path(tmp))
+        bench = Bench(cluster, Path(tmp), args.jitter)
         for n in sizes:
             ours = bench.supervisor(f"ours-{n}", n, args.attempt_seconds, args.oom_fraction)
             base = None

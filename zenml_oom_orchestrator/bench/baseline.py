@@ -50,6 +50,7 @@ STOCK_POD_FAILURE_POLICY = {
 class Node:
     name: str
     oom: bool
+    seconds: float
     status: str = "ready"  # ready, starting, running, completed, failed
     attempt: int = 1
     memory_mib: int = 256
@@ -63,7 +64,11 @@ class PollingBaseline:
         self.args = args
         self.ns = args.namespace
         self.nodes = [
-            Node(workload.step_name(i), workload.is_oom_step(i, args.oom_fraction))
+            Node(
+                workload.step_name(i),
+                workload.is_oom_step(i, args.oom_fraction),
+                seconds=workload.attempt_length(i, args.attempt_seconds, args.jitter),
+            )
             for i in range(args.steps)
         ]
         self.pool = ThreadPoolExecutor(max_workers=10, thread_name_prefix="DagRunner-Startup")
@@ -76,7 +81,7 @@ class PollingBaseline:
             LABEL_STEP: node.name,
             LABEL_ATTEMPT: str(node.attempt),
         }
-        template = workload.pod_template(self.args.attempt_seconds, node.oom)
+        template = workload.pod_template(node.seconds, node.oom)
         template["metadata"]["labels"] = labels
         memory = f"{node.memory_mib}Mi"
         main = template["spec"]["containers"][0]
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--attempt-seconds", type=float, required=True)
     parser.add_argument("--oom-fraction", type=float, default=0.2)
+    parser.add_argument("--jitter", type=float, default=0.0)
     parser.add_argument("--interval", type=float, default=3.0, help="job_monitoring_interval")
     parser.add_argument("--max-parallelism", type=int, default=None)
     parser.add_argument("--result")

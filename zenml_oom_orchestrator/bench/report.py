@@ -32,7 +32,7 @@ def print_scenario(
 ) -> None:
     print(
         f"== {steps} concurrent steps, {args.oom_fraction:.0%} OOM on attempt 1, "
-        f"attempts {args.attempt_seconds:g}s (simulated) ==",
+        f"attempts {args.attempt_seconds:g}s +-{args.jitter:.0%} (simulated) ==",
         flush=True,
     )
     print(_row(ours))

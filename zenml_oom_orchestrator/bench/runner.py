@@ -75,8 +75,9 @@ class Figures:
 class Bench:
     """A started local cluster with stamps installed; runs scenarios one after another."""
 
-    def __init__(self, cluster: LocalCluster, work_dir: Path) -> None:
+    def __init__(self, cluster: LocalCluster, work_dir: Path, jitter: float = 0.0) -> None:
         self.cluster = cluster
+        self.jitter = jitter
         self.work_dir = work_dir
         self.stamps = Stamps()
         assert cluster.store is not None and cluster.kubelet is not None
@@ -128,7 +129,9 @@ class Bench:
         max_parallelism: int | None = None,
     ) -> Figures:
         ns = self._namespace(f"bench-{run_id}")
-        spec = workload.run_spec(run_id, ns, steps, attempt_seconds, oom_fraction, max_parallelism)
+        spec = workload.run_spec(
+            run_id, ns, steps, attempt_seconds, oom_fraction, max_parallelism, self.jitter
+        )
         spec_path = self.work_dir / f"{run_id}.json"
         spec_path.write_text(json.dumps(spec))
         args = [
@@ -162,5 +165,7 @@ class Bench:
             str(attempt_seconds),
             "--oom-fraction",
             str(oom_fraction),
+            "--jitter",
+            str(self.jitter),
         ]
         return self._measure("baseline", run_id, steps, args, "jobs")

@@ -25,6 +25,13 @@ def step_name(index: int) -> str:
     return f"step-{index:05d}"
 
 
+def attempt_length(index: int, seconds: float, jitter: float) -> float:
+    """`seconds` spread by +-`jitter` (a fraction) per step, deterministically (golden-ratio
+    sequence), so steps do not all finish in the same instant unless jitter is 0."""
+    spread = ((index * 0.6180339887) % 1.0) * 2 - 1
+    return seconds * (1 + jitter * spread)
+
+
 def simulate(attempt_seconds: float, oom: bool) -> str:
     script: dict[str, Any] = {"afterMs": int(attempt_seconds * 1000)}
     if oom:
@@ -47,6 +54,7 @@ def run_spec(
     attempt_seconds: float,
     oom_fraction: float,
     max_parallelism: int | None = None,
+    jitter: float = 0.0,
 ) -> dict[str, Any]:
     """A supervisor RunSpec (as JSON-able dict) for the workload."""
     return {
@@ -56,7 +64,9 @@ def run_spec(
         "steps": [
             {
                 "name": step_name(i),
-                "pod_template": pod_template(attempt_seconds, is_oom_step(i, oom_fraction)),
+                "pod_template": pod_template(
+                    attempt_length(i, attempt_seconds, jitter), is_oom_step(i, oom_fraction)
+                ),
                 "policy": {"initial_memory": START_MEMORY, "memory_multiplier": 2},
             }
             for i in range(steps)
