@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +33,31 @@ def test_demo_runs_the_oom_pipeline_to_completion_and_cleans_up() -> None:
     assert tmp is not None
     assert not Path(tmp.group(1)).exists()
     assert pids_with(tmp.group(1)) == []
+
+
+def test_demo_stopped_with_sigterm_mid_run_leaves_nothing_behind() -> None:
+    command = Path(sys.executable).with_name("zenml-oom")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [str(command), "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    assert proc.stdout is not None
+    out, tmp = [], None
+    try:
+        for line in proc.stdout:  # until the first attempt pod runs
+            out.append(line)
+            match = re.search(r"config in (/\S+)/zenml-config", line)
+            tmp = match.group(1) if match else tmp
+            if re.search(r"attempt 1\s+\S+\s+Running", line):
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+        out.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print("".join(out)[-4000:])
+    assert tmp is not None
+    assert proc.returncode != 0
+    assert not Path(tmp).exists()
+    assert pids_with(tmp) == []

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -152,14 +154,21 @@ def demo(memory: str, keep: bool) -> None:
             "repository (pip install -e .)"
         )
     tmp = Path(tempfile.mkdtemp(prefix="zenml-oom-demo-"))
+    # SIGTERM unwinds like Ctrl+C, so the cluster, its pods and the server are stopped too.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = _demo(tmp, memory)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if keep:
             click.echo(f"Kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(code)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _demo(tmp: Path, memory: str) -> int:
@@ -225,5 +234,10 @@ def _report(returncode: int, log_path: Path) -> int:
     ok = run.status.value == "completed"
     click.secho(f"Run `{run.name}` ended {run.status.value.upper()}.", fg="green" if ok else "red")
     if not ok:
-        click.echo(f"Why: zenml-oom explain {run.name}  (pipeline output: see --keep)")
+        # The server goes away with the demo, so explain now rather than name the command.
+        from .cli_runs import step_facts
+        from .explain import explain_run
+
+        click.echo(explain_run(run.name, run.status.value, step_facts(run)))
+        click.echo(f"The pipeline's own output is in {log_path} (kept with --keep).")
     return 0 if ok and returncode == 0 else 1
