@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from zenml_oom_orchestrator import demo
 from zenml_oom_orchestrator.demo import ProgressPrinter, pod_progress
 from zenml_oom_orchestrator.supervisor import naming
 
@@ -45,3 +50,23 @@ def test_printer_prints_only_changes() -> None:
         ["train", "attempt", "1", "512Mi", "OOMKilled"],
         ["train", "attempt", "2", "1Gi", "Pending"],
     ]
+
+
+def test_a_failed_demo_run_is_explained_before_the_server_goes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zenml.client
+    from test_cli_runs import RUN  # a failed stand-in run: greedy over its cap
+
+    class FakeClient:
+        def get_pipeline(self, name: str) -> Any:
+            return SimpleNamespace(last_run=SimpleNamespace(id="r1"))
+
+        def get_pipeline_run(self, run_id: str) -> Any:
+            return RUN
+
+    monkeypatch.setattr(zenml.client, "Client", FakeClient)
+    assert demo._report(0, tmp_path / "pipeline.log") == 1
+    out = capsys.readouterr().out
+    assert "ended FAILED" in out
+    assert "`greedy` failed after 2 attempts" in out and "max_memory" in out
