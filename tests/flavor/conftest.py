@@ -1,94 +1,13 @@
-"""Builders for flavor tests: steps merged the way ZenML merges them, with no store or server."""
+"""Fixtures for the flavor tests (builders live in flavor_builders.py)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any
-from uuid import uuid4
-
 import pytest
-from zenml.config.compiler import Compiler
-from zenml.config.pipeline_configurations import PipelineConfiguration
-from zenml.config.resource_settings import ResourceSettings
-from zenml.config.step_configurations import Step, StepConfiguration
-from zenml.enums import StackComponentType
-from zenml.models import PipelineSnapshotBase
-from zenml.utils import pydantic_utils, settings_utils
+from flavor_builders import make_orchestrator
 
-from zenml_oom_orchestrator.flavors import (
-    OOMKubernetesOrchestratorConfig,
-    OOMKubernetesOrchestratorSettings,
-)
 from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     OOMKubernetesOrchestrator,
 )
-
-StepFactory = Callable[..., Step]
-
-
-def make_orchestrator(**config: Any) -> OOMKubernetesOrchestrator:
-    return OOMKubernetesOrchestrator(
-        name="oom",
-        id=uuid4(),
-        config=OOMKubernetesOrchestratorConfig(kubernetes_context="oom-local", **config),
-        flavor="oom_kubernetes",
-        type=StackComponentType.ORCHESTRATOR,
-        user=None,
-        created=datetime.now(),
-        updated=datetime.now(),
-    )
-
-
-def compile_step(
-    orchestrator: OOMKubernetesOrchestrator,
-    name: str = "train",
-    step_settings: dict[str, Any] | None = None,
-    pipeline_settings: dict[str, Any] | None = None,
-    retry: dict[str, Any] | None = None,
-    resource_memory: str | None = None,
-) -> Step:
-    """A compiled step, merged as ZenML does: component defaults into the pipeline's settings
-    (compiler), then the step's over the pipeline's (as the server rebuilds stored steps)."""
-    key = settings_utils.get_stack_component_name_setting_key(orchestrator)
-    pipeline_settings_merged = pydantic_utils.update_model(
-        Compiler()._get_default_settings(orchestrator),
-        update=OOMKubernetesOrchestratorSettings(**(pipeline_settings or {})),
-    )
-    settings: dict[str, Any] = {}
-    if step_settings is not None:
-        settings[key] = OOMKubernetesOrchestratorSettings(**step_settings)
-    if resource_memory is not None:
-        settings["resources"] = ResourceSettings(memory=resource_memory)
-    overrides = StepConfiguration(name=name, settings=settings, retry=retry)
-    pipeline = PipelineConfiguration(name="p", settings={key: pipeline_settings_merged})
-    # Through JSON, as the server stores and rebuilds them.
-    data = {
-        "spec": {
-            "source": "tests.flavor.conftest.compile_step",
-            "upstream_steps": [],
-            "invocation_id": name,
-        },
-        "step_config_overrides": json.loads(overrides.model_dump_json()),
-    }
-    return Step.from_dict(
-        data,
-        pipeline_configuration=PipelineConfiguration.model_validate_json(
-            pipeline.model_dump_json()
-        ),
-        exclude_hook_sources=False,
-    )
-
-
-def make_snapshot(steps: dict[str, Step]) -> PipelineSnapshotBase:
-    return PipelineSnapshotBase(
-        run_name_template="run",
-        pipeline_configuration=PipelineConfiguration(name="p"),
-        step_configurations=steps,
-        client_version="0.98.0",
-        server_version="0.98.0",
-    )
 
 
 @pytest.fixture

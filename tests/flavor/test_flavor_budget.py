@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import compile_step, make_orchestrator, make_snapshot
+from flavor_builders import compile_step, make_orchestrator, make_snapshot
 from zenml.config.pipeline_configurations import PipelineConfiguration
 from zenml.config.step_configurations import Step
 

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from conftest import compile_step, make_orchestrator, make_snapshot
+from flavor_builders import compile_step, make_orchestrator, make_snapshot
 
 from zenml_oom_orchestrator.orchestrators import step_pods
 from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import compile_step, make_orchestrator, make_snapshot
+from flavor_builders import compile_step, make_orchestrator, make_snapshot
 from pydantic import ValidationError
 
 from zenml_oom_orchestrator.flavors import (
