@@ -50,10 +50,11 @@ def test_cached_steps_start_no_pod_and_max_parallelism_holds(oom_stack: str) -> 
     second = run_oom(cacheable, settings, mib=10)
     print("\n" + first.row() + "\n" + second.row())
     assert first.run.status is ExecutionStatus.COMPLETED
+    # `report` has no inputs: an earlier run of it in this session may already be a cache hit.
+    ran = [n for n in ("first", "second", "report") if first.step_runs[n] == ["completed"]]
+    assert {"first", "second"} <= set(ran)
     spans = sorted(
-        (h["started_at"], h["finished_at"])
-        for step in ("first", "second", "report")
-        for h in _history(first.run, step)
+        (h["started_at"], h["finished_at"]) for step in ran for h in _history(first.run, step)
     )
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert start >= end - 0.5, "max_parallelism=1 but two attempts overlapped"
