@@ -188,10 +188,6 @@ class StoreSync:
             ),
         )
 
-    def fail_step(self, step_name: str, message: str) -> None:
-        """Both phases at once: for runs where no other step still needs to create step runs."""
-        self.finish_failure(self.prepare_failure(step_name, message), message)
-
     # ---- metadata --------------------------------------------------------------------------
     def add_metadata(self, step_run_id: UUID, metadata: Mapping[str, Any]) -> None:
         try:
@@ -203,17 +199,6 @@ class StoreSync:
             )
         except Exception as exc:  # metadata must never decide a run's outcome
             logger.warning("could not store run metadata on step run %s: %s", step_run_id, exc)
-
-    def add_run_metadata(self, metadata: Mapping[str, Any]) -> None:
-        try:
-            self.client.create_run_metadata(
-                metadata=dict(metadata),
-                resources=[
-                    RunMetadataResource(id=self.run_id, type=MetadataResourceTypes.PIPELINE_RUN)
-                ],
-            )
-        except Exception as exc:
-            logger.warning("could not store run metadata on run %s: %s", self.run_id, exc)
 
     # ---- the end of the run ----------------------------------------------------------------
     def open_step_runs(self) -> list[StepRunResponse]:
