@@ -4,7 +4,7 @@
     python -m zenml_oom_orchestrator.docs_gen --check   # exit 1 if README.md is out of date
 
 The table sits between ``<!-- config-table:start -->`` and ``<!-- config-table:end -->``;
-``tests/test_docs_gen.py`` fails when it drifts from the code.
+``tests/test_docs.py`` fails when it drifts from the code.
 """
 
 from __future__ import annotations

@@ -16,16 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .defaults import apply_defaults
-from .errors import (  # noqa: F401
-    AlreadyExists,
-    ApiError,
-    BadRequest,
-    Conflict,
-    Expired,
-    Forbidden,
-    Invalid,
-    NotFound,
-)
+from .errors import AlreadyExists, BadRequest, Conflict, Expired, Forbidden, NotFound
 from .gc import GarbageCollector, Key
 from .objects import clone, timestamp
 from .resources import RESOURCES, ResourceType, resource_type
