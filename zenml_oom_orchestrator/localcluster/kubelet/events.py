@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from ..errors import ApiError
+
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
@@ -96,6 +98,10 @@ def record_event(
             while len(_recent) > _RECENT_MAX:
                 _recent.popitem(last=False)
         return dict(created)
+    except ApiError as exc:
+        # Refused by the API (namespace terminating or gone): a real kubelet logs one line too.
+        log.info("event %s for %s not recorded: %s", reason, ref.get("name"), exc)
+        return None
     except Exception:  # noqa: BLE001
         log.exception("could not record event %s for %s", reason, ref.get("name"))
         return None
