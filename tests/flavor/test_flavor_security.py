@@ -1,31 +1,42 @@
 """Issue 7 §3: the ZenML API token must travel in a Secret, never as a plain value in a pod
-spec, and step pods' labels from user names are valid. Step pod templates are built by the
-flavor's own `step_pod_template`, with the ZenML runtime pieces it needs stubbed."""
+spec (by default; `pass_zenml_token_as_secret=False` keeps ZenML's plain env value). Step pod
+templates are built by the flavor's own `step_pod_template`, with the ZenML runtime pieces it
+needs stubbed (image lookup and runtime environment, which need a stored build and a stack).
+The same on a real cluster and server, for the orchestrator pod and the attempt pods:
+integration/zenml/test_token_secret.py."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
 import pytest
 from flavor_builders import compile_step, make_orchestrator, make_snapshot
+from zenml.integrations.kubernetes.flavors.kubernetes_orchestrator_flavor import (
+    KubernetesPodSettings,
+)
 
+from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorConfig
 from zenml_oom_orchestrator.orchestrators import step_pods
 from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     OOMKubernetesOrchestrator,
 )
 
 TOKEN = "zenml-secret-token-value"
+SNAPSHOT_ID = uuid4()
 
 
-def _template(monkeypatch: pytest.MonkeyPatch, **config: Any) -> dict[str, Any]:
+def _template(
+    monkeypatch: pytest.MonkeyPatch, secrets: dict[str, str] | None = None, **config: Any
+) -> dict[str, Any]:
     monkeypatch.setattr(OOMKubernetesOrchestrator, "get_image", lambda **_: "img:1")
     monkeypatch.setattr(step_pods.env_utils, "get_runtime_environment", lambda **_: {})
     orchestrator = make_orchestrator(**config)
     snapshot = SimpleNamespace(
         **vars(make_snapshot({"train": compile_step(orchestrator)})),
-        id=uuid4(),
+        id=SNAPSHOT_ID,
         project_id=uuid4(),
     )
     ctx = step_pods.StepPodContext(
@@ -35,7 +46,7 @@ def _template(monkeypatch: pytest.MonkeyPatch, **config: Any) -> dict[str, Any]:
         stack=SimpleNamespace(),  # type: ignore[arg-type]
         orchestrator_run_id="orch-1",
         shared_env={"ZENML_STORE_URL": "https://zenml.example"},
-        secrets={"ZENML_STORE_API_TOKEN": TOKEN},
+        secrets={"ZENML_STORE_API_TOKEN": TOKEN} if secrets is None else secrets,
         oidc_claims={},
         workspace_user_id="user-1",
     )
@@ -52,27 +63,60 @@ def _plain_token_values(pod: dict[str, Any]) -> list[str]:
     ]
 
 
-def test_with_pass_token_as_secret_the_step_pod_only_references_the_secret(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    pod = _template(monkeypatch, pass_zenml_token_as_secret=True)
-    assert _plain_token_values(pod) == []
-    assert TOKEN not in str(pod)
-    refs = [
+def _token_refs(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
         e["valueFrom"]["secretKeyRef"]
         for e in pod["spec"]["containers"][0]["env"]
-        if e["name"] == "ZENML_STORE_API_TOKEN"
+        if e["name"] == "ZENML_STORE_API_TOKEN" and "valueFrom" in e
     ]
-    assert len(refs) == 1 and refs[0]["name"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: the flavor keeps ZenML's default pass_zenml_token_as_secret=False, so by "
-    "default the token is a plain env value in the orchestrator pod and every attempt pod",
-)
-def test_by_default_the_token_is_not_in_the_step_pod_spec(
+def test_the_flavor_passes_the_token_in_a_secret_by_default() -> None:
+    field = OOMKubernetesOrchestratorConfig.model_fields["pass_zenml_token_as_secret"]
+    assert field.default is True
+    assert field.description and "Secret" in field.description
+    assert make_orchestrator().config.pass_zenml_token_as_secret is True
+
+
+def test_by_default_the_token_is_not_in_the_step_pod_spec_but_referenced_from_the_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pod = _template(monkeypatch)
-    assert _plain_token_values(pod) == [] and TOKEN not in str(pod)
+    assert _plain_token_values(pod) == []
+    assert TOKEN not in json.dumps(pod)
+    # The Secret ZenML's submission code creates (and the e2e test reads back).
+    assert _token_refs(pod) == [{"name": f"zenml-token-{SNAPSHOT_ID}", "key": "zenml_api_token"}]
+
+
+def test_pass_token_as_secret_false_keeps_zenmls_plain_env_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pod = _template(monkeypatch, pass_zenml_token_as_secret=False)
+    assert _plain_token_values(pod) == ["main.env.ZENML_STORE_API_TOKEN"]
+    assert _token_refs(pod) == []
+
+
+def test_without_a_token_no_secret_is_referenced(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server without authentication (the local one) gives no token and no Secret is made:
+    # a reference to it would keep every attempt pod in CreateContainerConfigError.
+    pod = _template(monkeypatch, secrets={})
+    env_names = [e["name"] for e in pod["spec"]["containers"][0]["env"]]
+    assert "ZENML_STORE_API_TOKEN" not in env_names
+    assert "ZENML_STORE_URL" in env_names
+
+
+def test_orchestrator_pod_gets_a_secret_ref_and_no_secret_without_a_token() -> None:
+    # ZenML's own context manager, as our orchestrator wraps it; no cluster call without a token
+    # (the orchestrator's kube client is never built here: there is no kubeconfig context).
+    orchestrator = make_orchestrator()
+    environment = {"ZENML_STORE_URL": "http://127.0.0.1:8237"}
+    pod_settings = KubernetesPodSettings()
+    snapshot = SimpleNamespace(id=SNAPSHOT_ID)
+    with orchestrator._create_auth_secret_if_necessary(
+        snapshot,  # type: ignore[arg-type]
+        environment,
+        pod_settings,
+    ):
+        pass
+    assert environment == {"ZENML_STORE_URL": "http://127.0.0.1:8237"}
+    assert pod_settings.env == []

@@ -126,6 +126,20 @@ class OOMKubernetesOrchestratorConfig(
 ):
     """Configuration of an ``oom_kubernetes`` orchestrator component (stock fields + policy)."""
 
+    # ZenML's default is False, which writes the API token as a plain env value into the
+    # orchestrator pod's spec and every attempt pod's spec (readable by anyone who may read
+    # pods or Jobs). Issue 7 §3: the token travels in a Secret unless the user opts out.
+    pass_zenml_token_as_secret: bool = Field(
+        default=True,
+        description="Pass the ZenML API token to the orchestrator pod and the attempt pods in a "
+        "Kubernetes Secret (`zenml-token-<snapshot id>`, referenced with secretKeyRef) instead "
+        "of as a plain env value in their pod specs, which anyone allowed to read pods or Jobs "
+        "can see. The client creating the run needs create and patch on Secrets; the Secret is "
+        "owned by the orchestrator Job (or the schedule's CronJob) and deleted when the run "
+        "ends. Servers without authentication have no token: no Secret is made. Set False for "
+        "ZenML's stock behaviour.",
+    )
+
 
 class OOMKubernetesOrchestratorFlavor(KubernetesOrchestratorFlavor):
     """ZenML's Kubernetes orchestrator flavor, with OOM-killed steps retried with more memory."""

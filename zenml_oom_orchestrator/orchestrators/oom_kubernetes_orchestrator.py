@@ -7,6 +7,9 @@ What differs from the stock orchestrator, and why:
   each attempt the policy allows (see ``retry_budget``); dynamic pipelines are refused there.
 - ``submit_pipeline`` starts the orchestrator Job on this package's entrypoint, which runs the
   supervisor; ``ResourceSettings(memory=...)`` is the start memory, not ignored.
+- the ZenML API token goes to the pods in a Secret by default (``pass_zenml_token_as_secret``);
+  the Secret is owned by the orchestrator Job (a schedule's CronJob), so it goes with it, and
+  a server without authentication (no token) gets no Secret instead of a failed submission.
 - ``fetch_status`` reads the latest attempt of each step; ``_stop_run`` asks the supervisor to
   stop (it is the only writer) instead of deleting pods behind its back.
 """
@@ -14,6 +17,8 @@ What differs from the stock orchestrator, and why:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from kubernetes.client import ApiException
@@ -22,7 +27,13 @@ from zenml.config.base_settings import BaseSettings
 from zenml.config.step_configurations import Step
 from zenml.enums import ExecutionStatus
 from zenml.integrations.kubernetes import kube_utils
-from zenml.integrations.kubernetes.constants import ORCHESTRATOR_ANNOTATION_KEY
+from zenml.integrations.kubernetes.constants import (
+    KUBERNETES_CRON_JOB_METADATA_KEY,
+    ORCHESTRATOR_ANNOTATION_KEY,
+)
+from zenml.integrations.kubernetes.flavors.kubernetes_orchestrator_flavor import (
+    KubernetesPodSettings,
+)
 from zenml.integrations.kubernetes.orchestrators import KubernetesOrchestrator
 from zenml.integrations.kubernetes.orchestrators.kubernetes_orchestrator_entrypoint_configuration import (  # noqa: E501
     KubernetesOrchestratorEntrypointConfiguration,
@@ -47,6 +58,7 @@ if TYPE_CHECKING:
 
 logger = get_logger(__name__)
 
+TOKEN_ENV = "ZENML_STORE_API_TOKEN"
 ENTRYPOINT_MODULE = "zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator_entrypoint"
 
 
@@ -175,6 +187,115 @@ class OOMKubernetesOrchestrator(KubernetesOrchestrator):
         return SubmissionResult(
             wait_for_completion=wait_then_print_attempts, metadata=result.metadata
         )
+
+    # ---- the token Secret ------------------------------------------------------------------
+    @contextmanager
+    def _create_auth_secret_if_necessary(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        environment: dict[str, str],
+        pod_settings: KubernetesPodSettings,
+    ) -> Iterator[None]:
+        """ZenML's: the token moves from ``environment`` into the Secret, the orchestrator pod
+        gets a secretKeyRef, and the Secret is deleted if the submission fails.
+
+        Only when there is a token: a server without authentication gives none, and ZenML's
+        version would fail the submission with a KeyError.
+        """
+        if TOKEN_ENV not in environment:
+            yield
+            return
+        with super()._create_auth_secret_if_necessary(snapshot, environment, pod_settings):
+            yield
+
+    def _submit_orchestrator_job(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        command: list[str],
+        args: list[str],
+        environment: dict[str, str],
+        placeholder_run: PipelineRunResponse | None = None,
+    ) -> SubmissionResult | None:
+        """ZenML's, then the token Secret gets the Job (or CronJob) as its owner."""
+        token_in_secret = self.config.pass_zenml_token_as_secret and TOKEN_ENV in environment
+        result = super()._submit_orchestrator_job(
+            snapshot=snapshot,
+            command=command,
+            args=args,
+            environment=environment,
+            placeholder_run=placeholder_run,
+        )
+        if token_in_secret and not self.config.skip_owner_references:
+            self._own_token_secret(snapshot, placeholder_run, result)
+        return result
+
+    def _token_secret_owner(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        placeholder_run: PipelineRunResponse | None,
+        result: SubmissionResult | None,
+    ) -> dict[str, Any] | None:
+        namespace = self.config.kubernetes_namespace
+        cron_job_name = ((result.metadata if result else None) or {}).get(
+            KUBERNETES_CRON_JOB_METADATA_KEY
+        )
+        if snapshot.schedule and cron_job_name:
+            cron_job = self._k8s_batch_api.read_namespaced_cron_job(
+                name=cron_job_name, namespace=namespace
+            )
+            kind, meta = "CronJob", cron_job.metadata
+        elif placeholder_run is not None:
+            selector = f"run_id={kube_utils.sanitize_label_value(str(placeholder_run.id))}"
+            jobs = [
+                j
+                for j in self._k8s_batch_api.list_namespaced_job(
+                    namespace=namespace, label_selector=selector
+                ).items
+                if ORCHESTRATOR_ANNOTATION_KEY in (j.metadata.annotations or {})
+            ]
+            if len(jobs) != 1:
+                return None
+            kind, meta = "Job", jobs[0].metadata
+        else:
+            return None
+        return {"apiVersion": "batch/v1", "kind": kind, "name": meta.name, "uid": meta.uid}
+
+    def _own_token_secret(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        placeholder_run: PipelineRunResponse | None,
+        result: SubmissionResult | None,
+    ) -> None:
+        """Make the orchestrator Job (a schedule's CronJob) the token Secret's owner.
+
+        Kubernetes then deletes the Secret with it: after ``ttl_seconds_after_finished``, on
+        ``kubectl delete job``, or when the schedule is deleted. The orchestrator pod still
+        deletes it when the run ends; the owner covers an orchestrator pod that never got there.
+        """
+        secret_name = self.get_token_secret_name(snapshot.id)
+        try:
+            owner = self._token_secret_owner(snapshot, placeholder_run, result)
+            if owner is None:
+                logger.warning(
+                    "Token Secret `%s`: no orchestrator Job found to own it; it is deleted "
+                    "when the run ends.",
+                    secret_name,
+                )
+                return
+            self._k8s_core_api.patch_namespaced_secret(
+                name=secret_name,
+                namespace=self.config.kubernetes_namespace,
+                body={"metadata": {"ownerReferences": [owner]}},
+            )
+        except ApiException as err:
+            logger.warning(
+                "Could not make the orchestrator %s the owner of token Secret `%s` (%s %s); "
+                "it is deleted when the run ends.",
+                "CronJob" if snapshot.schedule else "Job",
+                secret_name,
+                err.status,
+                err.reason,
+            )
 
     def submit_dynamic_pipeline(
         self,

@@ -17,6 +17,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from kubernetes import client as k8s_client
+from kubernetes.client import ApiException
 from zenml.client import Client
 from zenml.enums import ExecutionMode, ExecutionStatus
 from zenml.integrations.kubernetes import kube_utils
@@ -40,7 +41,11 @@ from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     OOMKubernetesOrchestrator,
 )
 from zenml_oom_orchestrator.orchestrators.retry_budget import user_retry_config
-from zenml_oom_orchestrator.orchestrators.step_pods import StepPodContext, step_pod_template
+from zenml_oom_orchestrator.orchestrators.step_pods import (
+    StepPodContext,
+    step_pod_template,
+    token_secret_ref,
+)
 from zenml_oom_orchestrator.orchestrators.store_sync import StoreSync
 from zenml_oom_orchestrator.orchestrators.zenml_observer import ZenMLObserver
 from zenml_oom_orchestrator.policy import AppRetryConfig
@@ -139,6 +144,14 @@ def _watch_for_stop(client: Client, run_id: UUID, supervisor: Any, interval: flo
     threading.Thread(target=loop, name="zenml-stop-watch", daemon=True).start()
 
 
+def _delete_token_secret(core_api: k8s_client.CoreV1Api, namespace: str, name: str) -> None:
+    try:
+        kube_utils.delete_secret(core_api=core_api, namespace=namespace, secret_name=name)
+    except ApiException as exc:
+        if exc.status != 404:  # 404: gone already (deleted with its Job, or by hand)
+            logger.error("could not delete the token Secret %s: %s", name, exc)
+
+
 def main() -> None:
     args = parse_args()
     client = Client()
@@ -216,18 +229,14 @@ def main() -> None:
         )
         supervisor = Supervisor(api_client, run_spec, observer)
         _watch_for_stop(client, pipeline_run.id, supervisor, settings.interrupt_check_interval)
-        try:
-            supervisor.run()
-        finally:
-            if orchestrator.config.pass_zenml_token_as_secret and snapshot.schedule is None:
-                try:
-                    kube_utils.delete_secret(
-                        core_api=core_api,
-                        namespace=namespace,
-                        secret_name=orchestrator.get_token_secret_name(snapshot.id),
-                    )
-                except Exception as exc:
-                    logger.error("could not delete the token secret: %s", exc)
+        supervisor.run()
+        # The run is over: no attempt pod will read the token Secret again. If the supervisor
+        # raised instead, the Secret stays for the Job's next orchestrator pod, which continues
+        # the run; the Job owns it (set at submission), so it goes with the Job in any case.
+        if token_secret_ref(ctx) is not None and snapshot.schedule is None:
+            _delete_token_secret(
+                core_api, namespace, orchestrator.get_token_secret_name(snapshot.id)
+            )
         logger.info("Orchestrator pod finished.")
 
 

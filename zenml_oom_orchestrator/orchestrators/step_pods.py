@@ -26,6 +26,7 @@ from zenml.utils import env_utils
 
 from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings
 from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
+    TOKEN_ENV,
     OOMKubernetesOrchestrator,
 )
 from zenml_oom_orchestrator.supervisor.manifests import template_dict
@@ -64,6 +65,33 @@ def _extra_resources(resource_settings: Any) -> dict[str, dict[str, str]]:
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 
+def token_env(ctx: StepPodContext) -> dict[str, str]:
+    """The run's secret env values that go into the pod spec as plain values.
+
+    With ``pass_zenml_token_as_secret`` (the default) that excludes the API token, which the
+    pod reads from the run's Secret instead (:func:`token_secret_ref`). A server without
+    authentication gives no token at all, and then there is no Secret either.
+    """
+    if ctx.orchestrator.config.pass_zenml_token_as_secret:
+        return {k: v for k, v in ctx.secrets.items() if k != TOKEN_ENV}
+    return dict(ctx.secrets)
+
+
+def token_secret_ref(ctx: StepPodContext) -> dict[str, Any] | None:
+    """The env entry reading the API token from the run's Secret (created at submission)."""
+    if not ctx.orchestrator.config.pass_zenml_token_as_secret or TOKEN_ENV not in ctx.secrets:
+        return None
+    return {
+        "name": TOKEN_ENV,
+        "valueFrom": {
+            "secretKeyRef": {
+                "name": ctx.orchestrator.get_token_secret_name(ctx.snapshot.id),
+                "key": KUBERNETES_SECRET_TOKEN_KEY_NAME,
+            }
+        },
+    }
+
+
 def step_pod_template(ctx: StepPodContext, step_name: str) -> dict[str, Any]:
     """The pod manifest of ``step_name`` as a JSON dict (main container ``main``)."""
     step = ctx.snapshot.step_configurations[step_name]
@@ -80,21 +108,11 @@ def step_pod_template(ctx: StepPodContext, step_name: str) -> dict[str, Any]:
     )
     for kind, values in _extra_resources(step.config.resource_settings).items():
         pod_settings.resources.setdefault(kind, {}).update(values)
-    if ctx.orchestrator.config.pass_zenml_token_as_secret:
-        env.pop("ZENML_STORE_API_TOKEN", None)
-        pod_settings.env.append(
-            {
-                "name": "ZENML_STORE_API_TOKEN",
-                "valueFrom": {
-                    "secretKeyRef": {
-                        "name": ctx.orchestrator.get_token_secret_name(ctx.snapshot.id),
-                        "key": KUBERNETES_SECRET_TOKEN_KEY_NAME,
-                    }
-                },
-            }
-        )
-    else:
-        env.update(ctx.secrets)
+    env.update(token_env(ctx))
+    token_ref = token_secret_ref(ctx)
+    if token_ref is not None:
+        env.pop(TOKEN_ENV, None)
+        pod_settings.env.append(token_ref)
 
     labels = ctx.base_labels()
     labels["step_name"] = kube_utils.sanitize_label_value(step_name)
