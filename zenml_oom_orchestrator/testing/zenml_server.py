@@ -39,6 +39,23 @@ def zenml_cli() -> list[str]:
     return [str(script)] if script.exists() else ["zenml"]
 
 
+def _run_cli(
+    env: dict[str, str],
+    args: tuple[str, ...],
+    cwd: Path | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [*zenml_cli(), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"`zenml {' '.join(args)}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
 @dataclass
 class LocalZenServer:
     """A running local ZenML server and the config directory that points at it."""
@@ -64,19 +81,7 @@ class LocalZenServer:
         self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run `zenml ARGS...` against this server; output is captured as text."""
-        proc = subprocess.run(
-            [*zenml_cli(), *args],
-            env=self.env(),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and proc.returncode != 0:
-            raise RuntimeError(
-                f"`zenml {' '.join(args)}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
+        return _run_cli(self.env(), args, cwd=cwd, check=check, timeout=timeout)
 
     def activate_in_process(self) -> None:
         """Point this Python process's ZenML client at the server.
@@ -141,3 +146,108 @@ def local_zen_server(config_path: Path, port: int | None = None) -> Iterator[Loc
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class AuthenticatedZenServer:
+    """A ZenML server that requires a login (OAuth2 password flow, SQLite), unlike
+    ``zenml login --local``, which always runs without authentication.
+
+    Clients log in as the default user (empty password) through :meth:`client_env`; runs
+    submitted by them carry a ZenML API token to their pods, as on a deployed server.
+    """
+
+    root: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client_env(self) -> dict[str, str]:
+        """A full environment for a subprocess that uses this server as the default user.
+
+        The username and password reach only the client: ZenML never passes them to pods
+        (they get an API token instead)."""
+        return {
+            **os.environ,
+            **_QUIET_ENV,
+            "ZENML_CONFIG_PATH": str(self.root / "client"),
+            "ZENML_STORE_URL": self.url,
+            "ZENML_STORE_USERNAME": "default",
+            "ZENML_STORE_PASSWORD": "",
+        }
+
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `zenml ARGS...` as a client of this server; output is captured as text."""
+        return _run_cli(self.client_env(), args, check=check, timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def authenticated_zen_server(root: Path, timeout: float = 120) -> Iterator[AuthenticatedZenServer]:
+    """Start :class:`AuthenticatedZenServer` with everything under ``root``; always stopped."""
+    import secrets
+    import urllib.request
+
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    server_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ZENML_")},
+        **_QUIET_ENV,
+        "ZENML_CONFIG_PATH": str(root / "server"),
+        "ZENML_SERVER": "true",
+        "ZENML_SERVER_AUTH_SCHEME": "OAUTH2_PASSWORD_BEARER",
+        "ZENML_SERVER_AUTO_ACTIVATE": "True",
+        "ZENML_SERVER_DEPLOYMENT_TYPE": "local",
+        "ZENML_SERVER_ALLOW_LOCAL_FILE_ACCESS": "true",
+        "ZENML_SERVER_JWT_SECRET_KEY": secrets.token_hex(32),
+        "ZENML_LOCAL_STORES_PATH": str(root / "stores"),
+        "ZENML_STORE_URL": f"sqlite:///{root / 'zenml.db'}",
+    }
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "zenml.zen_server.zen_server_api:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=server_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = AuthenticatedZenServer(root=root, port=port, process=process)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the ZenML server exited; see {root / 'server.log'}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the ZenML server did not start in {timeout:g}s")
+            time.sleep(0.5)
+        yield server
+    finally:
+        server.stop()
+        log.close()
