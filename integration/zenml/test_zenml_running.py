@@ -4,6 +4,7 @@ limit for app errors, caching, max_parallelism, the execution modes and `runs st
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from zenml.client import Client
@@ -11,6 +12,7 @@ from zenml.enums import ExecutionMode, ExecutionStatus
 from zenml.utils.run_utils import stop_run
 from zenml_runs import read_outcome, run_oom, wait_until
 
+from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
 from zenml_oom_orchestrator.testing.pipelines import (
     buggy,
@@ -18,7 +20,7 @@ from zenml_oom_orchestrator.testing.pipelines import (
     failing_beside_a_long_step,
     long_running,
 )
-from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
+from zenml_oom_orchestrator.testing.stack import NAMESPACE, no_build_docker_settings
 
 pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
 
@@ -44,18 +46,28 @@ def test_app_error_follows_the_users_retry_limit_not_the_oom_budget(oom_stack: s
     assert outcome.open_step_runs == 0
 
 
-def test_cached_steps_start_no_pod_and_max_parallelism_holds(oom_stack: str) -> None:
+def test_cached_steps_start_no_pod_and_max_parallelism_holds(
+    oom_stack: str, small_cluster: LocalCluster
+) -> None:
     settings = {**MEMORY, "max_parallelism": 1}
-    first = run_oom(cacheable, settings, mib=10)
-    second = run_oom(cacheable, settings, mib=10)
+    # A tag of its own: no earlier run in the session (or on this server) can be a cache hit,
+    # so the first run really runs all three steps and the second is served from it.
+    tag = uuid4().hex
+    first = run_oom(cacheable, settings, mib=10, tag=tag)
+    second = run_oom(cacheable, settings, mib=10, tag=tag)
     print("\n" + first.row() + "\n" + second.row())
     assert first.run.status is ExecutionStatus.COMPLETED
-    # `report` has no inputs: an earlier run of it in this session may already be a cache hit.
-    ran = [n for n in ("first", "second", "report") if first.step_runs[n] == ["completed"]]
-    assert {"first", "second"} <= set(ran)
+    assert first.step_runs == {
+        "first": ["completed"],
+        "second": ["completed"],
+        "report": ["completed"],
+    }
     spans = sorted(
-        (h["started_at"], h["finished_at"]) for step in ran for h in _history(first.run, step)
+        (h["started_at"], h["finished_at"])
+        for step in ("first", "second", "report")
+        for h in _history(first.run, step)
     )
+    assert len(spans) == 3
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert start >= end - 0.5, "max_parallelism=1 but two attempts overlapped"
     assert second.run.status is ExecutionStatus.COMPLETED
@@ -64,6 +76,19 @@ def test_cached_steps_start_no_pod_and_max_parallelism_holds(oom_stack: str) -> 
         "second": ["cached"],
         "report": ["cached"],
     }
+    # Cached steps start no pod: the second run has only its orchestrator pod, and no attempts.
+    store = small_cluster.store
+    assert store is not None
+
+    def attempt_pods(run_id: Any) -> list[str]:
+        pods, _ = store.list("pods", NAMESPACE, label_selector=f"run_id={run_id},step_name")
+        return sorted(p["metadata"]["labels"]["step_name"] for p in pods)
+
+    assert attempt_pods(first.run.id) == ["first", "report", "second"]
+    assert attempt_pods(second.run.id) == []
+    for step in ("first", "second", "report"):
+        metadata = Client().zen_store.get_run_step(second.run.steps[step].id).run_metadata
+        assert HISTORY_KEY not in metadata, f"{step} of the cached run has attempts"
 
 
 @pytest.mark.parametrize(

@@ -24,13 +24,14 @@ def hold_memory(mib: int, seconds: float = 1.0) -> int:
 
 
 @step
-def allocate(mib: int, seconds: float = 1.0) -> int:
-    """A step that needs about ``mib`` MiB on top of ZenML's own ~135 MB."""
+def allocate(mib: int, seconds: float = 1.0, tag: str = "") -> int:
+    """A step that needs about ``mib`` MiB on top of ZenML's own ~135 MB. ``tag`` only makes
+    the step's cache key unique (see ``cacheable``)."""
     return hold_memory(mib, seconds)
 
 
 @step
-def report() -> str:
+def report(tag: str = "") -> str:
     """Runs only after its upstream steps succeeded (ordering via ``after=``)."""
     return "done"
 
@@ -85,8 +86,11 @@ def long_running(sleep_seconds: float = 120) -> None:
 
 
 @pipeline(enable_cache=True)
-def cacheable(mib: int = 10) -> None:
-    """Two small independent steps and one after them; cached on a second run."""
-    allocate(mib, 0.1, id="first")
-    allocate(mib + 1, 0.1, id="second")  # other inputs: not a cache hit of `first`
-    report(after=["first", "second"])
+def cacheable(mib: int = 10, tag: str = "") -> None:
+    """Two small independent steps and one after them; cached on a second run with the same
+    ``tag``. A tag of its own per test makes the first run fresh whatever ran before it (every
+    other pipeline here uses ``report`` too, and a step's cache key does not name its pipeline).
+    """
+    allocate(mib, 0.1, tag, id="first")
+    allocate(mib + 1, 0.1, tag, id="second")  # other inputs: not a cache hit of `first`
+    report(tag, after=["first", "second"])
