@@ -14,9 +14,11 @@ from uuid import uuid4
 
 import pytest
 from flavor_builders import compile_step, make_orchestrator, make_snapshot
+from zenml.integrations.kubernetes.constants import KUBERNETES_CRON_JOB_METADATA_KEY
 from zenml.integrations.kubernetes.flavors.kubernetes_orchestrator_flavor import (
     KubernetesPodSettings,
 )
+from zenml.orchestrators import SubmissionResult
 
 from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorConfig
 from zenml_oom_orchestrator.orchestrators import step_pods
@@ -120,3 +122,45 @@ def test_orchestrator_pod_gets_a_secret_ref_and_no_secret_without_a_token() -> N
         pass
     assert environment == {"ZENML_STORE_URL": "http://127.0.0.1:8237"}
     assert pod_settings.env == []
+
+
+def test_a_schedules_token_secret_is_owned_by_its_cronjob(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stand-ins for the Kubernetes API (named as such): the local cluster has no CronJob API,
+    # so the scheduled branch cannot run there. The Job branch runs for real in
+    # integration/zenml/test_token_secret.py.
+    patches: list[dict[str, Any]] = []
+    batch = SimpleNamespace(
+        read_namespaced_cron_job=lambda name, namespace: SimpleNamespace(
+            metadata=SimpleNamespace(name=name, uid="uid-of-" + name)
+        )
+    )
+    core = SimpleNamespace(patch_namespaced_secret=lambda **kwargs: patches.append(kwargs))
+    monkeypatch.setattr(OOMKubernetesOrchestrator, "_k8s_batch_api", property(lambda _: batch))
+    monkeypatch.setattr(OOMKubernetesOrchestrator, "_k8s_core_api", property(lambda _: core))
+    orchestrator = make_orchestrator(kubernetes_namespace="ns-1")
+    snapshot = SimpleNamespace(
+        id=SNAPSHOT_ID, schedule=SimpleNamespace(cron_expression="* * * * *")
+    )
+    orchestrator._own_token_secret(
+        snapshot,  # type: ignore[arg-type]
+        None,
+        SubmissionResult(metadata={KUBERNETES_CRON_JOB_METADATA_KEY: "cron-1"}),
+    )
+    assert patches == [
+        {
+            "name": f"zenml-token-{SNAPSHOT_ID}",
+            "namespace": "ns-1",
+            "body": {
+                "metadata": {
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "batch/v1",
+                            "kind": "CronJob",
+                            "name": "cron-1",
+                            "uid": "uid-of-cron-1",
+                        }
+                    ]
+                }
+            },
+        }
+    ]
