@@ -107,7 +107,7 @@ def test_without_a_token_no_secret_is_referenced(monkeypatch: pytest.MonkeyPatch
     assert "ZENML_STORE_URL" in env_names
 
 
-def test_orchestrator_pod_gets_a_secret_ref_and_no_secret_without_a_token() -> None:
+def test_submission_without_a_token_makes_no_secret_and_no_reference() -> None:
     # ZenML's own context manager, as our orchestrator wraps it; no cluster call without a token
     # (the orchestrator's kube client is never built here: there is no kubeconfig context).
     orchestrator = make_orchestrator()
