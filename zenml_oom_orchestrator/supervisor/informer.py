@@ -6,6 +6,12 @@ against the cache so that every change and every deletion that happened in the g
 delivered. The engine is level-triggered: it reads the cache, never the events, so seeing the
 final state of a pod is enough; what must never happen is a pod disappearing silently, and the
 tombstones make sure it doesn't.
+
+Memory stays flat however long the run: once the engine has recorded an attempt it calls
+`forget(name)`, and the pod is *settled*: its full dict (spec, status, annotations, ~15 KiB)
+is dropped from the cache and only its name is kept (for `names()`, i.e. expiry at run end).
+Later events about a settled pod still wake the engine but are not stored, and its deletion
+leaves no tombstone. Only the attempts in flight are held in full.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class PodInformer:
         self._items: dict[str, Pod] = {}
         self._tombstones: OrderedDict[str, tuple[float, Pod]] = OrderedDict()
         self._assumed: dict[str, float] = {}
+        self._settled: set[str] = set()  # recorded by the engine: name only, no dict
         self._synced = threading.Event()
         self._stopped = threading.Event()
         self._abort: Callable[[], None] | None = None
@@ -78,19 +85,29 @@ class PodInformer:
             return kept[1] if kept else None
 
     def items(self) -> list[Pod]:
+        """The pods not settled yet, in full (at start: every pod of the run)."""
         with self._lock:
             return list(self._items.values())
 
+    def names(self) -> list[str]:
+        """Every pod of the run seen so far and not known deleted, settled ones included."""
+        with self._lock:
+            return [*self._items, *self._settled]
+
     def forget(self, name: str) -> None:
+        """The engine has recorded this pod's attempt: drop its state, keep only its name."""
         with self._lock:
             self._tombstones.pop(name, None)
+            self._assumed.pop(name, None)
+            if self._items.pop(name, None) is not None:
+                self._settled.add(name)
 
     def assume(self, pod: Pod) -> None:
         """Insert a pod we just created, so the engine never sees its own pod as missing while
         the watch catches up (client-go's mutation cache)."""
         name = _name(pod)
         with self._lock:
-            if name not in self._items:
+            if name not in self._items and name not in self._settled:
                 self._items[name] = pod
                 self._assumed[name] = time.monotonic()
             self._tombstones.pop(name, None)
@@ -164,7 +181,8 @@ class PodInformer:
     def _upsert(self, obj: Pod) -> None:
         name = _name(obj)
         with self._lock:
-            self._items[name] = obj
+            if name not in self._settled:
+                self._items[name] = obj
             self._assumed.pop(name, None)
             self._tombstones.pop(name, None)
         self.on_change(obj)
@@ -174,8 +192,11 @@ class PodInformer:
         with self._lock:
             last = self._items.pop(name, None)
             self._assumed.pop(name, None)
-            # The DELETED object is the final state; it carries the termination evidence.
-            self._bury(name, obj if obj.get("status") else (last or obj))
+            if name in self._settled:  # recorded already: nobody will read its evidence
+                self._settled.discard(name)
+            else:
+                # The DELETED object is the final state; it carries the termination evidence.
+                self._bury(name, obj if obj.get("status") else (last or obj))
         self.on_change(obj)
 
     def _bury(self, name: str, pod: Pod) -> None:
@@ -195,6 +216,9 @@ class PodInformer:
         listed = set(fresh)
         now = time.monotonic()
         with self._lock:
+            self._settled &= listed  # a settled pod missing from the list is gone
+            for name in self._settled:
+                del fresh[name]
             old = self._items
             changed = [p for n, p in fresh.items() if _rv(old.get(n) or {}) != _rv(p)]
             gone = []

@@ -79,6 +79,10 @@ class Supervisor:
                 )
             restarted = self.cluster.mark_run_started(self.spec.run_id, self.spec.owner)
             resumed = resume(self.engine, self.informer.items(), restarted)
+            following = {st.current_pod for st in self.engine.states.values()}
+            for pod in self.informer.items():  # recorded already: keep only their names
+                if pod["metadata"]["name"] not in following:
+                    self.informer.forget(pod["metadata"]["name"])
             if resumed:
                 log.info("run %s: resumed %d steps from the cluster", self.spec.run_id, resumed)
             if self._stop.is_set():
@@ -132,8 +136,7 @@ class Supervisor:
         expires = datetime.fromtimestamp(time.time() + ttl, timezone.utc).strftime(
             "%Y-%m-%dT%H:%M:%SZ"
         )
-        for pod in self.informer.items():
-            name = pod["metadata"]["name"]
+        for name in self.informer.names():
             try:
                 if ttl == 0:
                     self.cluster.delete_pod(name)
