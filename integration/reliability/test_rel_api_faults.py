@@ -15,6 +15,7 @@ import pytest
 from rel_helpers import NEEDS, attempts_on_cluster, sim, step, supervisor_events
 
 from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepStatus, Supervisor
+from zenml_oom_orchestrator.supervisor.naming import attempt_name
 
 pytestmark = pytest.mark.cluster
 
@@ -96,7 +97,9 @@ def test_ten_percent_api_faults_and_expired_watches_three_runs_end_right(
         assert [a.memory_limit for a in oom] == [256 * 2**20, 512 * 2**20]
         on_cluster = attempts_on_cluster(store, cluster_namespace, run_id)
         assert on_cluster == {k: v for k, (_s, v) in EXPECTED.items() if v}, run_id
-    # One Event per finished attempt, however many times its create was retried.
+    # One Event per decision (each failed attempt; a success is none), however many times
+    # its create was retried.
     events = supervisor_events(store, cluster_namespace)
     assert all(len(reasons) == 1 for reasons in events.values()), events
-    assert len(events) == 3 * sum(len(v) for _s, v in EXPECTED.values())
+    decided = {attempt_name(r, s, 1) for r in runs for s in ("oom-a", "oom-b", "broken")}
+    assert set(events) == decided

@@ -1,6 +1,7 @@
 """Issue 7 §2: the supervisor process is SIGKILLed and started again three times during one
 run. No attempt is duplicated or lost, every step ends terminal with the attempts it should
-have had, each finished attempt carries its result and exactly one decision Event.
+have had, each failed attempt carries its result and exactly one decision Event (a success
+neither: its pod's terminated status is its record).
 
 (test_sup_resilience kills once at a chosen moment; this kills three times at moments chosen
 by progress, including while attempts finish with nobody watching.)"""
@@ -92,11 +93,20 @@ def test_supervisor_killed_three_times_no_attempt_duplicated_or_lost(
         limits = [a["memory_limit"] // 2**20 for a in s["attempts"]]
         assert limits == ([256, 512] if len(expected[name]) == 2 else [256]), name
 
-    # ...nor from the cluster, and nothing doubled: exactly these pods, each with its result
-    # and one decision Event however often the supervisor restarted around it.
+    # ...nor from the cluster, and nothing doubled: exactly these pods; each OOM-killed one
+    # with its result and one decision Event however often the supervisor restarted around
+    # it, each success with neither (its terminated status is the record).
     assert attempts_on_cluster(store, cluster_namespace, RUN) == expected
     pods = pods_of(store, cluster_namespace, RUN)
-    assert all(naming.ANN_RESULT in p["metadata"]["annotations"] for p in pods)
+    oom = {(n, 1) for n, numbers in expected.items() if len(numbers) == 2}
+    failed, with_result = [], []
+    for p in pods:
+        meta = p["metadata"]
+        if (meta["annotations"][naming.ANN_STEP], int(meta["labels"]["attempt"])) in oom:
+            failed.append(meta["name"])
+        if naming.ANN_RESULT in meta["annotations"]:
+            with_result.append(meta["name"])
+    assert len(failed) == len(oom) == 6 and sorted(with_result) == sorted(failed)
     events = supervisor_events(store, cluster_namespace)
-    assert sorted(events) == sorted(p["metadata"]["name"] for p in pods)
+    assert sorted(events) == sorted(failed)
     assert all(len(reasons) == 1 for reasons in events.values()), events

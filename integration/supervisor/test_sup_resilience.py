@@ -193,14 +193,19 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
     assert len(result["steps"]["steady"]["attempts"]) == 1
     assert result["steps"]["last"]["status"] == "succeeded"
 
-    # No duplicate and no lost attempt: exactly these pods, each with its result.
+    # No duplicate and no lost attempt: exactly these pods; each failed one carries its
+    # result and one decision Event, each success only its own terminated status.
     pods = run_pods(k8s_api_client, cluster_namespace, run_id)
     expected = {pod_name(run_id, "grow", n) for n in (1, 2, 3)}
     expected |= {pod_name(run_id, "steady", 1), pod_name(run_id, "last", 1)}
     assert sorted(p.metadata.name for p in pods) == sorted(expected)
-    assert all(naming.ANN_RESULT in p.metadata.annotations for p in pods)
+    failed = {pod_name(run_id, "grow", n) for n in (1, 2)}
+    assert {p.metadata.name for p in pods if naming.ANN_RESULT in p.metadata.annotations} == failed
+    for p in pods:
+        if p.metadata.name not in failed:
+            assert p.status.container_statuses[0].state.terminated.exit_code == 0
     events = events_by_pod(k8s_api_client, cluster_namespace)
-    assert {name: len(evs) for name, evs in events.items()} == dict.fromkeys(expected, 1)
+    assert {name: len(evs) for name, evs in events.items()} == dict.fromkeys(failed, 1)
     assert [r for r, _ in events[a2]] == ["OOMRetry"]
     markers = [
         e for e in core.list_namespaced_event(cluster_namespace).items if e.reason == "RunStarted"

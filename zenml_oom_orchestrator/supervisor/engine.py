@@ -1,7 +1,7 @@
 """The DAG and every step's attempt state machine: the single writer of step and run outcomes.
 
-Facts flow one way: pod (from the informer cache) → classify → decide → annotate the pod →
-Event → next attempt → observer. `reconcile(step)` is level-triggered and idempotent: it reads
+Facts flow one way: pod (from the informer cache) → classify → decide → (a failure: annotate
+the pod, Event; finish.py) → next attempt → observer. Who may start when is slots.py. `reconcile(step)` is level-triggered and idempotent: it reads
 the cache and the step's state and does the next thing, so it can run after any event, timer
 or restart. Only the worker thread calls it (the work queue hands a key to one worker at a time).
 """
@@ -12,7 +12,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -21,13 +20,9 @@ from zenml_oom_orchestrator.classify import classify
 from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
 from zenml_oom_orchestrator.policy import (
     AttemptRecord,
-    Decision,
-    GiveUp,
     PolicyError,
-    Retry,
-    decide,
 )
-from zenml_oom_orchestrator.supervisor import manifests, naming
+from zenml_oom_orchestrator.supervisor import finish, manifests, naming
 from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
 from zenml_oom_orchestrator.supervisor.informer import PodInformer
 from zenml_oom_orchestrator.supervisor.observer import BaseObserver, Observer
@@ -37,6 +32,7 @@ from zenml_oom_orchestrator.supervisor.pending import (
     judge_pending,
     next_memory,
 )
+from zenml_oom_orchestrator.supervisor.slots import Slots
 from zenml_oom_orchestrator.supervisor.spec import (
     FailureMode,
     RunResult,
@@ -45,10 +41,7 @@ from zenml_oom_orchestrator.supervisor.spec import (
     run_status,
 )
 from zenml_oom_orchestrator.supervisor.state import (
-    REASON_STOPPED,
-    AttemptResult,
     StepState,
-    event_reason,
 )
 from zenml_oom_orchestrator.supervisor.workqueue import WorkQueue
 
@@ -76,9 +69,12 @@ class Engine:
             for u in s.upstream:
                 self.downstream[u].append(s.name)
         # Kept incrementally so that hundreds of steps cost O(1) per event, not O(steps).
-        self.flying: set[str] = set()  # steps with an attempt in flight
+        self.slots = Slots(spec.max_parallelism, queue)  # in flight, and waiting for a slot
         self.finished: set[str] = set()  # steps in a terminal status
-        self.slot_waiters: dict[str, None] = {}  # ready steps waiting for a parallelism slot
+        # A zero-delay retry starts in the reconcile that decided it (not behind every other
+        # queued step). Off while resume rebuilds state, so no slot is taken before all are
+        # counted.
+        self.inline_retries = True
         self.halted_by: str | None = None  # the failed step that halted the run
         self.stop_requested = False
         self.started_at = clock()
@@ -98,18 +94,16 @@ class Engine:
         return self.spec.pending_timeout_seconds or st.spec.policy.pending_timeout_seconds
 
     def in_flight(self) -> int:
-        return len(self.flying)
+        return len(self.slots)
 
     def all_terminal(self) -> bool:
         return len(self.finished) == len(self.states)
 
-    def _landed(self, st: StepState) -> None:
-        """The step's attempt is over: its parallelism slot goes to the steps waiting for one."""
+    def landed(self, st: StepState) -> None:
+        """The step's attempt is over. Its slot is handed out (`slots.hand_out`) only once the
+        step's own next move is known, so a zero-delay retry keeps it."""
         st.current = st.current_pod = None
-        self.flying.discard(st.name)
-        for name in self.slot_waiters:
-            self.queue.add(name)
-        self.slot_waiters.clear()
+        self.slots.landed(st.name)
 
     def enqueue_idle(self) -> None:
         """A parallelism slot or an upstream result changed: look at every idle step again."""
@@ -123,17 +117,19 @@ class Engine:
         if st is None or st.status.terminal:
             return
         if self.stop_requested:
-            self._stop_step(st, "the run was stopped")
+            finish.stop_step(self, st, "the run was stopped")
             return
         if st.current is not None:
             if self.halted_by and self.spec.failure_mode is FailureMode.FAIL_FAST:
-                self._stop_step(st, f"step '{self.halted_by}' failed and failure_mode is fail_fast")
+                finish.stop_step(
+                    self, st, f"step '{self.halted_by}' failed and failure_mode is fail_fast"
+                )
                 return
             self._observe(st)
             return
-        self._maybe_start(st)
+        self.maybe_start(st)
 
-    def _maybe_start(self, st: StepState) -> None:
+    def maybe_start(self, st: StepState) -> None:
         states = [self.states[u] for u in st.spec.upstream]
         bad = [u for u in states if u.status in _BAD_UPSTREAM]
         if bad:
@@ -160,11 +156,10 @@ class Engine:
         if wait > 0:
             self.queue.add_after(st.name, wait)
             return
-        limit = self.spec.max_parallelism
-        if limit is not None and self.in_flight() >= limit:
+        if not self.slots.take(st.name, retry=st.next_number > 1):
+            limit = self.spec.max_parallelism
             st.message = f"waiting for a parallelism slot (max_parallelism={limit})"
-            self.slot_waiters[st.name] = None  # a finishing attempt re-enqueues it
-            return
+            return  # a finishing attempt hands the slot to the first waiter
         self._start_attempt(st)
 
     def plan_memory(self, st: StepState) -> bool:
@@ -213,7 +208,7 @@ class Engine:
         self.informer.assume(pod)
         st.unpersisted = None
         started = self.clock()
-        self.flying.add(st.name)
+        self.slots.started(st.name)
         st.current = AttemptRecord(
             number=number,
             memory_request=st.next_request,
@@ -286,86 +281,12 @@ class Engine:
     def finish_attempt(
         self, st: StepState, pod: dict[str, Any], outcome: Outcome, gone: bool
     ) -> None:
-        """Record → decide → persist on the pod → Event → act. Persisting comes before acting,
-        so a restart in between redoes nothing and loses nothing."""
-        assert st.current is not None and st.current_pod is not None
-        node = (pod.get("spec") or {}).get("nodeName")
-        record = replace(
-            st.current.finished(outcome, self.clock()), node=node, message=outcome.describe()
-        )
-        decision: Decision | None = None
-        if outcome.kind is not OutcomeKind.SUCCEEDED:
-            decision = decide(
-                st.name,
-                [*st.attempts, record],
-                outcome,
-                st.spec.policy,
-                st.spec.app_retry,
-                self.largest_node(),
-            )
-        retry_at = self.clock() + decision.delay_seconds if isinstance(decision, Retry) else None
-        self._persist(st, pod, AttemptResult(record, decision, retry_at), gone)
-        if not gone and not _pod_finished(pod):
-            self.cluster.delete_pod(st.current_pod, grace_period_seconds=0)  # evidence is saved
-        self.informer.forget(st.current_pod)
-        st.attempts.append(record)
-        self._landed(st)
-        self.hook("on_attempt_finished", st.name, record, decision)
-        if decision is None:
-            self.finish_step(st, StepStatus.SUCCEEDED, f"succeeded on attempt {record.number}")
-        elif isinstance(decision, GiveUp):
-            self.finish_step(st, StepStatus.FAILED, decision.message)
-        else:
-            st.next_number = record.number + 1
-            st.next_request, st.next_limit = decision.memory_request, decision.memory_limit
-            st.next_budget, st.not_before = decision.budget, retry_at or 0.0
-            st.status, st.message = StepStatus.RETRYING, decision.message
-            self.queue.add_after(st.name, decision.delay_seconds)
-
-    def _persist(
-        self, st: StepState, pod: dict[str, Any], result: AttemptResult, gone: bool
-    ) -> None:
-        """Write the result on the pod (or, if it is gone, on the next attempt's pod), then
-        the Event that `kubectl describe` shows."""
-        assert st.current_pod is not None
-        payload = {naming.ANN_RESULT: result.to_json()}
-        if gone or not self.cluster.annotate_pod(st.current_pod, payload):
-            st.unpersisted = result.to_json()
-        self.emit_result_event(pod, result)
-
-    def emit_result_event(self, pod: dict[str, Any], result: AttemptResult) -> None:
-        """The decision as an Event on the attempt's pod; once per pod (deterministic name)."""
-        message = result.decision.message if result.decision else result.record.message
-        reason = REASON_STOPPED if result.stopped else event_reason(result.decision)
-        self.cluster.emit_event(pod, reason, message, warning=result.decision is not None)
-
-    def _stop_step(self, st: StepState, why: str) -> None:
-        """Delete the attempt in flight (after recording it) and end the step stopped."""
-        if st.current is not None and st.current_pod is not None:
-            pod = self.informer.get(st.current_pod) or self.informer.deleted(st.current_pod)
-            outcome = classify(pod, main_container=st.spec.main_container)
-            if outcome.terminal and pod is not None:
-                self.finish_attempt(st, pod, outcome, self.informer.get(st.current_pod) is None)
-                if st.status.terminal:
-                    return
-            else:
-                stopped = Outcome(OutcomeKind.KILLED, reason="Stopped", message=why)
-                record = replace(st.current.finished(stopped, self.clock()), message=why)
-                if pod is not None:
-                    self._persist(st, pod, AttemptResult(record, None, stopped=True), False)
-                self.cluster.delete_pod(st.current_pod)
-                self.informer.forget(st.current_pod)
-                st.attempts.append(record)
-                self._landed(st)
-                self.hook("on_attempt_finished", st.name, record, None)
-        halted = self.halted_by is not None and not self.stop_requested
-        status = StepStatus.SKIPPED if halted and not st.attempts else StepStatus.STOPPED
-        self.finish_step(st, status, why)
+        finish.finish_attempt(self, st, pod, outcome, gone)
 
     def finish_step(self, st: StepState, status: StepStatus, message: str) -> None:
         st.status, st.message = status, message
         self.finished.add(st.name)
-        self.slot_waiters.pop(st.name, None)
+        self.slots.drop(st.name)
         log.info("step %s %s: %s", st.name, status.value, message)
         self.hook("on_step_finished", st.name, st.result())
         for d in self.downstream[st.name]:
@@ -389,7 +310,7 @@ class Engine:
                 self.cluster.delete_pod(st.current_pod)
             except Exception:  # noqa: BLE001 - the API is what keeps failing
                 log.warning("could not delete pod %s of step %s", st.current_pod, key)
-            self._landed(st)
+            self.landed(st)
         self.finish_step(st, StepStatus.FAILED, message)
 
     def request_stop(self) -> None:
@@ -402,7 +323,3 @@ class Engine:
         steps = {n: s.result() for n, s in self.states.items()}
         status = run_status([s.status for s in steps.values()], self.stop_requested)
         return RunResult(self.spec.run_id, status, steps, self.started_at, self.clock())
-
-
-def _pod_finished(pod: dict[str, Any]) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")

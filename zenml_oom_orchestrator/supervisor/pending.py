@@ -35,6 +35,17 @@ def created_at(pod: dict[str, Any]) -> float | None:
     return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
 
 
+def terminated_at(pod: dict[str, Any], main_container: str) -> float | None:
+    """When the main container's process ended (its terminated.finishedAt), as epoch seconds."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") != main_container:
+            continue
+        stamp = ((status.get("state") or {}).get("terminated") or {}).get("finishedAt")
+        if stamp:
+            return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    return None
+
+
 def never_fits_message(request: int, largest: int) -> str:
     return (
         f"it requests {format_memory(request)} memory but the largest node has "

@@ -7,7 +7,8 @@ the step stands:
 - it has a result: the decision is known; succeeded, failed, or retry with the next number
   (never re-running the same attempt: its name is taken and a create would adopt it);
 - it has none: it is the attempt in flight, or one that finished or vanished while we were
-  down; the normal reconcile classifies and acts on it.
+  down (a success is never annotated: its own terminated status is its record); the normal
+  reconcile classifies and acts on it.
 A pod that vanished before carrying its result left it on its successor (previous-result).
 """
 
@@ -21,6 +22,7 @@ from zenml_oom_orchestrator.classify import classify
 from zenml_oom_orchestrator.policy import AttemptRecord, GiveUp, Retry
 from zenml_oom_orchestrator.quantity import memory_bytes
 from zenml_oom_orchestrator.supervisor import naming
+from zenml_oom_orchestrator.supervisor.finish import emit_result_event, finish_attempt
 from zenml_oom_orchestrator.supervisor.pending import created_at
 from zenml_oom_orchestrator.supervisor.spec import StepStatus
 from zenml_oom_orchestrator.supervisor.state import AttemptResult, StepState
@@ -120,6 +122,14 @@ def resume(engine: Engine, pods: list[Pod], restarted: bool | None = None) -> in
     many steps had attempts. `restarted`: a supervisor ran this run before (default: some
     pods exist). Hooks are replayed for what a crash may have cut short, so observers must
     be idempotent per (step, attempt number)."""
+    engine.inline_retries = False  # slots are counted only at the end
+    try:
+        return _resume(engine, pods, restarted)
+    finally:
+        engine.inline_retries = True
+
+
+def _resume(engine: Engine, pods: list[Pod], restarted: bool | None) -> int:
     groups = group_by_step(pods)
     for step, by_number in groups.items():
         st = engine.states.get(step)
@@ -134,7 +144,7 @@ def resume(engine: Engine, pods: list[Pod], restarted: bool | None = None) -> in
             continue
         pod = by_number.get(res.record.number)
         if pod is not None:
-            engine.emit_result_event(pod, res)
+            emit_result_event(engine.cluster, pod, res)
         engine.hook("on_attempt_finished", step, res.record, res.decision)
         if res.stopped:
             engine.stop_requested = True
@@ -146,7 +156,7 @@ def resume(engine: Engine, pods: list[Pod], restarted: bool | None = None) -> in
         for name, state in engine.states.items():
             if name not in groups:
                 recover_vanished(engine, state)
-    engine.flying = {name for name, st in engine.states.items() if st.current is not None}
+    engine.slots.flying = {name for name, st in engine.states.items() if st.current is not None}
     return len(groups)
 
 
@@ -174,7 +184,7 @@ def recover_vanished(engine: Engine, st: StepState) -> None:
     pod = {
         "metadata": {"name": name, "namespace": engine.spec.namespace, "uid": involved.get("uid")}
     }
-    engine.finish_attempt(st, pod, outcome, gone=True)
+    finish_attempt(engine, st, pod, outcome, gone=True)
 
 
 def _epoch(stamp: str) -> float:

@@ -1,0 +1,136 @@
+"""How an attempt ends: record → decide → persist → act, and how a stop ends a step.
+
+What is written per attempt (issue 7 §1 counts API writes):
+- a plain success: nothing. The pod's own terminated status (exit 0) is its record, which a
+  restarted supervisor re-reads from the pod, and a success is not a decision, so no Event;
+- a failure (retry or give up) or a stop: the result annotation on the pod (record + decision,
+  what resume rebuilds from) and one Event with the decision's reason (what `kubectl
+  describe` shows, and what outlives the pod: resume judges a vanished attempt by it).
+Both are written before the decision is acted on, so a restart in between redoes nothing and
+loses nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from zenml_oom_orchestrator.classify import classify
+from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
+from zenml_oom_orchestrator.policy import Decision, GiveUp, Retry, decide
+from zenml_oom_orchestrator.supervisor import naming
+from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
+from zenml_oom_orchestrator.supervisor.pending import terminated_at
+from zenml_oom_orchestrator.supervisor.spec import StepStatus
+from zenml_oom_orchestrator.supervisor.state import (
+    REASON_STOPPED,
+    AttemptResult,
+    StepState,
+    event_reason,
+)
+
+if TYPE_CHECKING:
+    from zenml_oom_orchestrator.supervisor.engine import Engine
+
+
+def finish_attempt(
+    engine: Engine, st: StepState, pod: dict[str, Any], outcome: Outcome, gone: bool
+) -> None:
+    """Record → decide → persist (a failure on the pod + Event) → act. Persisting comes
+    before acting, so a restart in between redoes nothing and loses nothing."""
+    assert st.current is not None and st.current_pod is not None
+    node = (pod.get("spec") or {}).get("nodeName")
+    now = engine.clock()
+    ended = terminated_at(pod, st.spec.main_container)
+    if ended is None or now - ended < 2:  # judged late (adopted after a restart): use
+        ended = now  # the container's own end (whole seconds), else our sub-second clock
+    ended = max(ended, st.current.started_at or 0.0)
+    record = replace(st.current.finished(outcome, ended), node=node, message=outcome.describe())
+    decision: Decision | None = None
+    if outcome.kind is not OutcomeKind.SUCCEEDED:
+        decision = decide(
+            st.name,
+            [*st.attempts, record],
+            outcome,
+            st.spec.policy,
+            st.spec.app_retry,
+            engine.largest_node(),
+        )
+    retry_at = engine.clock() + decision.delay_seconds if isinstance(decision, Retry) else None
+    persist(engine, st, pod, AttemptResult(record, decision, retry_at), gone)
+    if not gone and not pod_finished(pod):
+        engine.cluster.delete_pod(st.current_pod, grace_period_seconds=0)  # evidence is saved
+    engine.informer.forget(st.current_pod)
+    st.attempts.append(record)
+    engine.landed(st)
+    engine.hook("on_attempt_finished", st.name, record, decision)
+    if decision is None:
+        engine.finish_step(st, StepStatus.SUCCEEDED, f"succeeded on attempt {record.number}")
+    elif isinstance(decision, GiveUp):
+        engine.finish_step(st, StepStatus.FAILED, decision.message)
+    else:
+        st.next_number = record.number + 1
+        st.next_request, st.next_limit = decision.memory_request, decision.memory_limit
+        st.next_budget, st.not_before = decision.budget, retry_at or 0.0
+        st.status, st.message = StepStatus.RETRYING, decision.message
+        if decision.delay_seconds <= 0 and engine.inline_retries and not engine.stop_requested:
+            try:
+                engine.maybe_start(st)  # this reconcile, and this step's own freed slot
+            finally:
+                engine.slots.hand_out()
+            return
+        engine.queue.add_after(st.name, decision.delay_seconds)
+    engine.slots.hand_out()
+
+
+def persist(
+    engine: Engine, st: StepState, pod: dict[str, Any], result: AttemptResult, gone: bool
+) -> None:
+    """Write the result on the pod (or, if it is gone, on the next attempt's pod), then
+    the Event that `kubectl describe` shows. A plain success writes nothing: the pod's own
+    terminated status is its record (a restart re-reads it) and it is not a decision."""
+    assert st.current_pod is not None
+    if result.decision is None and not result.stopped:
+        return
+    payload = {naming.ANN_RESULT: result.to_json()}
+    if gone or not engine.cluster.annotate_pod(st.current_pod, payload):
+        st.unpersisted = result.to_json()
+    emit_result_event(engine.cluster, pod, result)
+
+
+def emit_result_event(cluster: ClusterApi, pod: dict[str, Any], result: AttemptResult) -> None:
+    """The decision as an Event on the attempt's pod; once per pod (deterministic name).
+    None for a plain success: the issue asks for Events on decisions only."""
+    if result.decision is None and not result.stopped:
+        return
+    message = result.decision.message if result.decision else result.record.message
+    reason = REASON_STOPPED if result.stopped else event_reason(result.decision)
+    cluster.emit_event(pod, reason, message, warning=result.decision is not None)
+
+
+def stop_step(engine: Engine, st: StepState, why: str) -> None:
+    """Delete the attempt in flight (after recording it) and end the step stopped."""
+    if st.current is not None and st.current_pod is not None:
+        pod = engine.informer.get(st.current_pod) or engine.informer.deleted(st.current_pod)
+        outcome = classify(pod, main_container=st.spec.main_container)
+        if outcome.terminal and pod is not None:
+            finish_attempt(engine, st, pod, outcome, engine.informer.get(st.current_pod) is None)
+            if st.status.terminal:
+                return
+        else:
+            stopped = Outcome(OutcomeKind.KILLED, reason="Stopped", message=why)
+            record = replace(st.current.finished(stopped, engine.clock()), message=why)
+            if pod is not None:
+                persist(engine, st, pod, AttemptResult(record, None, stopped=True), False)
+            engine.cluster.delete_pod(st.current_pod)
+            engine.informer.forget(st.current_pod)
+            st.attempts.append(record)
+            engine.landed(st)
+            engine.hook("on_attempt_finished", st.name, record, None)
+    halted = engine.halted_by is not None and not engine.stop_requested
+    status = StepStatus.SKIPPED if halted and not st.attempts else StepStatus.STOPPED
+    engine.finish_step(st, status, why)
+
+
+def pod_finished(pod: dict[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
