@@ -1,35 +1,18 @@
-"""Helpers for the reliability tests: steps whose attempts the kubelet simulates (no process,
-so dozens of attempts cost nothing), the supervisor as a killable subprocess, and checks that
-the cluster holds exactly the attempts a run should have made."""
+"""Helpers for the reliability tests: steps whose attempts the kubelet simulates and the
+supervisor as a killable subprocess (both shared with integration/supervisor, so they live in
+zenml_oom_orchestrator/supervisor/testing.py), and checks that the cluster holds exactly the
+attempts a run should have made."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-from zenml_oom_orchestrator.localcluster.kubelet.simulated import ANNOTATION
 from zenml_oom_orchestrator.supervisor import naming
+from zenml_oom_orchestrator.supervisor.testing import NEEDS, sim, start_supervisor
+
+__all__ = ["NEEDS", "sim", "start_supervisor"]
 
 MI = 2**20
-NEEDS = "300Mi"  # an OOM step's need: attempt 1 (256Mi) is OOMKilled, attempt 2 (512Mi) is not
-
-
-def sim(seconds: float, needs: str | None = None, exit_code: int = 0) -> dict[str, Any]:
-    """A pod template whose `main` container "runs" `seconds`, then exits with `exit_code`,
-    or is OOMKilled while its memory limit is below `needs`."""
-    script: dict[str, Any] = {"afterMs": int(seconds * 1000), "exitCode": exit_code}
-    if needs:
-        script["needsMemory"] = needs
-    return {
-        "metadata": {"annotations": {ANNOTATION: json.dumps(script)}},
-        "spec": {"containers": [{"name": "main", "image": "rel/sim", "command": ["true"]}]},
-    }
-
-
 POLICY = {"initial_memory": "256Mi", "memory_multiplier": 2, "max_oom_retries": 2}
 
 
@@ -65,24 +48,3 @@ def supervisor_events(store: Any, namespace: str) -> dict[str, list[str]]:
         if (ev.get("source") or {}).get("component") == naming.MANAGED_BY:
             out.setdefault(ev["involvedObject"]["name"], []).append(ev["reason"])
     return out
-
-
-def start_supervisor(tmp: Path, kubeconfig: Path, spec: Path) -> subprocess.Popen[bytes]:
-    """`python -m zenml_oom_orchestrator.supervisor` for `spec`, result in tmp/result.json."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zenml_oom_orchestrator.supervisor",
-            "--spec",
-            str(spec),
-            "--kubeconfig",
-            str(kubeconfig),
-            "--result",
-            str(tmp / "result.json"),
-            "--log-level",
-            "WARNING",
-        ],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stderr=subprocess.PIPE,
-    )

@@ -8,11 +8,13 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from zenml_oom_orchestrator.policy import OOMPolicy
 from zenml_oom_orchestrator.supervisor import (
     BaseObserver,
     RunResult,
     RunSpec,
     StepResult,
+    StepSpec,
     Supervisor,
     naming,
 )
@@ -35,6 +37,17 @@ def template(code: str, image: str = "python:3.11") -> dict[str, Any]:
             "containers": [{"name": "main", "image": image, "command": ["python", "-c", code]}]
         },
     }
+
+
+def one_step(
+    run_id: str, namespace: str, name: str, code: str, policy: OOMPolicy, **step: Any
+) -> RunSpec:
+    """A run of the single step `name`, whose main container runs `code` (python:3.11)."""
+    return RunSpec(
+        run_id=run_id,
+        namespace=namespace,
+        steps=[StepSpec(name=name, pod_template=template(code), policy=policy, **step)],
+    )
 
 
 class Recorder(BaseObserver):

@@ -7,7 +7,17 @@ import time
 from typing import Any
 
 import pytest
-from sup_helpers import MI, Recorder, alloc_code, events_by_pod, pod_name, run, run_pods, template
+from sup_helpers import (
+    MI,
+    Recorder,
+    alloc_code,
+    events_by_pod,
+    one_step,
+    pod_name,
+    run,
+    run_pods,
+    template,
+)
 
 from zenml_oom_orchestrator.outcome import OutcomeKind
 from zenml_oom_orchestrator.policy import AppRetryConfig, OOMPolicy
@@ -20,17 +30,8 @@ pytestmark = pytest.mark.cluster
 def test_oom_escalates_256_512_1gi_and_succeeds_on_attempt_3(
     k8s_api_client: Any, cluster_namespace: str
 ) -> None:
-    spec = RunSpec(
-        run_id="esc-ok",
-        namespace=cluster_namespace,
-        steps=[
-            StepSpec(
-                name="train",
-                pod_template=template(alloc_code(600)),
-                policy=OOMPolicy(initial_memory="256Mi", memory_multiplier=2),
-            )
-        ],
-    )
+    policy = OOMPolicy(initial_memory="256Mi", memory_multiplier=2)
+    spec = one_step("esc-ok", cluster_namespace, "train", alloc_code(600), policy)
     rec = Recorder()
     result = run(k8s_api_client, spec, rec)
 
@@ -90,11 +91,7 @@ def test_over_the_cap_fails_after_exactly_the_configured_attempts(
         max_memory="512Mi",
         max_oom_retries=5,
     )
-    spec = RunSpec(
-        run_id="esc-cap",
-        namespace=cluster_namespace,
-        steps=[StepSpec(name="big", pod_template=template(alloc_code(700)), policy=policy)],
-    )
+    spec = one_step("esc-cap", cluster_namespace, "big", alloc_code(700), policy)
     result = run(k8s_api_client, spec)
     step = result.steps["big"]
     assert result.status is RunStatus.FAILED and step.status is StepStatus.FAILED
@@ -110,17 +107,13 @@ def test_over_the_cap_fails_after_exactly_the_configured_attempts(
 def test_app_error_is_never_escalated_and_follows_its_retry_config(
     k8s_api_client: Any, cluster_namespace: str
 ) -> None:
-    spec = RunSpec(
-        run_id="esc-app",
-        namespace=cluster_namespace,
-        steps=[
-            StepSpec(
-                name="buggy",
-                pod_template=template("import sys; print('bug'); sys.exit(3)"),
-                policy=OOMPolicy(initial_memory="128Mi"),
-                app_retry=AppRetryConfig(max_retries=2, delay=0.3, backoff=2),
-            )
-        ],
+    spec = one_step(
+        "esc-app",
+        cluster_namespace,
+        "buggy",
+        "import sys; print('bug'); sys.exit(3)",
+        OOMPolicy(initial_memory="128Mi"),
+        app_retry=AppRetryConfig(max_retries=2, delay=0.3, backoff=2),
     )
     result = run(k8s_api_client, spec)
     step = result.steps["buggy"]

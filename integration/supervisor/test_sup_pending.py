@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from sup_helpers import Recorder, run, run_pods, template
+from sup_helpers import Recorder, one_step, run, run_pods, template
 
 from zenml_oom_orchestrator.outcome import OutcomeKind
 from zenml_oom_orchestrator.policy import OOMPolicy
@@ -58,11 +58,7 @@ def test_waiting_for_memory_others_hold_queues_then_runs(
     # 5Gi held by someone else on an 8Gi node: our 5Gi step waits for it, and says so.
     hold_memory(k8s_api_client, cluster_namespace, "5Gi", 2)
     policy = OOMPolicy(initial_memory="5Gi", pending_timeout_seconds=60)
-    spec = RunSpec(
-        run_id="wait",
-        namespace=cluster_namespace,
-        steps=[StepSpec(name="second", pod_template=template("print(1)"), policy=policy)],
-    )
+    spec = one_step("wait", cluster_namespace, "second", "print(1)", policy)
     rec = Recorder()
     result = run(k8s_api_client, spec, rec)
     assert result.status is RunStatus.SUCCEEDED
@@ -78,11 +74,7 @@ def test_pending_longer_than_pending_timeout_fails_with_the_reason(
 ) -> None:
     hold_memory(k8s_api_client, cluster_namespace, "5Gi", 30)
     policy = OOMPolicy(initial_memory="5Gi", pending_timeout_seconds=1.5)
-    spec = RunSpec(
-        run_id="late",
-        namespace=cluster_namespace,
-        steps=[StepSpec(name="starved", pod_template=template("print(1)"), policy=policy)],
-    )
+    spec = one_step("late", cluster_namespace, "starved", "print(1)", policy)
     result = run(k8s_api_client, spec)
     step = result.steps["starved"]
     assert step.status is StepStatus.FAILED and len(step.attempts) == 1

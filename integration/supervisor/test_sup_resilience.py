@@ -5,10 +5,7 @@ mid-run and started again: the run finishes right, with no duplicate or lost att
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from zenml_oom_orchestrator.supervisor import (
 )
 from zenml_oom_orchestrator.supervisor.cluster import Conflict
 from zenml_oom_orchestrator.supervisor.manifests import build_attempt_pod
+from zenml_oom_orchestrator.supervisor.testing import start_supervisor
 
 pytestmark = pytest.mark.cluster
 ESCALATE = OOMPolicy(initial_memory="256Mi", memory_multiplier=2)
@@ -106,27 +104,6 @@ def test_create_is_idempotent_409_on_our_name_adopts(
         cluster.create_pod(other)
 
 
-def _supervisor(tmp: Path, kubeconfig: Path, spec: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zenml_oom_orchestrator.supervisor",
-            "--spec",
-            str(spec),
-            "--kubeconfig",
-            str(kubeconfig),
-            "--result",
-            str(tmp / "result.json"),
-            "--events",
-            str(tmp / "events.jsonl"),
-            "--log-level",
-            "WARNING",
-        ],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
 def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
     local_cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
 ) -> None:
@@ -160,7 +137,7 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
     kubeconfig = local_cluster.kubeconfig_path
     core = k8s.CoreV1Api(k8s_api_client)
 
-    first = _supervisor(tmp_path, kubeconfig, spec_file)
+    first = start_supervisor(tmp_path, kubeconfig, spec_file, events=True, capture_stderr=False)
     a2 = pod_name(run_id, "grow", 2)
 
     def a2_running() -> bool:
@@ -178,7 +155,7 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
     )
     assert not (tmp_path / "result.json").exists()
 
-    second = _supervisor(tmp_path, kubeconfig, spec_file)
+    second = start_supervisor(tmp_path, kubeconfig, spec_file, events=True, capture_stderr=False)
     assert second.wait(60) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "succeeded"
@@ -241,7 +218,9 @@ def test_attempt_lost_while_no_supervisor_runs_is_judged_on_restart(
     core = k8s.CoreV1Api(k8s_api_client)
     a1 = pod_name(run_id, "s", 1)
 
-    first = _supervisor(tmp_path, local_cluster.kubeconfig_path, spec_file)
+    first = start_supervisor(
+        tmp_path, local_cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
+    )
     wait_for(
         lambda: any(
             p.status.phase == "Running"
@@ -256,7 +235,9 @@ def test_attempt_lost_while_no_supervisor_runs_is_judged_on_restart(
     first.wait(10)
     local_cluster.kubelet.lose_pod(cluster_namespace, a1)  # gone, with no final status
 
-    second = _supervisor(tmp_path, local_cluster.kubeconfig_path, spec_file)
+    second = start_supervisor(
+        tmp_path, local_cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
+    )
     assert second.wait(60) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     attempts = result["steps"]["s"]["attempts"]
