@@ -10,7 +10,8 @@ from zenml_oom_orchestrator.bench.runner import Figures
 
 P50_TARGET, P99_TARGET = 0.2, 1.0  # seconds, OOMKilled written -> next attempt created
 REQUEST_RATIO_TARGET = 1 / 20  # of the baseline's requests per in-flight step-minute, at 500
-RSS_TARGET_MIB, RSS_GROWTH_TARGET = 200.0, 0.10
+RSS_TARGET_MIB = 200e6 / 2**20  # the issue says 200 MB: 190.7 MiB
+RSS_GROWTH_TARGET = 0.10
 
 
 def _s(value: float | None) -> str:
@@ -115,7 +116,7 @@ def print_targets(scenarios: Sequence[tuple[Figures, Figures | None]], churn: Fi
     _, _, growth = rss_growth(churn)
     checks.append(
         (
-            f"RSS peak {churn.peak_rss:.1f}MiB < {RSS_TARGET_MIB:.0f}MiB",
+            f"RSS peak {churn.peak_rss:.1f}MiB < 200 MB ({RSS_TARGET_MIB:.1f}MiB)",
             churn.peak_rss < RSS_TARGET_MIB,
         )
     )
