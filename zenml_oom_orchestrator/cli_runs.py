@@ -53,6 +53,14 @@ def _error(step_run: Any) -> str | None:
     return info.message if info is not None and info.message else None
 
 
+def run_error(run: PipelineRunResponse) -> str | None:
+    """The run's own stored reason for its status, if the store has one."""
+    info = run.exception_info
+    if info is not None and info.message:
+        return str(info.message)
+    return run.get_body().status_reason or None
+
+
 def step_facts(run: PipelineRunResponse) -> list[StepFacts]:
     """What the store knows about each step of ``run``, in the pipeline's order."""
     configs = run.snapshot.step_configurations if run.snapshot else {}
@@ -118,7 +126,7 @@ def explain(run_ref: str, step: str | None) -> None:
     run = load_run(run_ref)
     facts = step_facts(run)
     if step is None:
-        click.echo(explain_run(run.name, run.status.value, facts))
+        click.echo(explain_run(run.name, run.status.value, facts, run_error(run)))
         return
     chosen = [f for f in facts if f.name == step]
     if not chosen:

@@ -235,9 +235,9 @@ def _report(returncode: int, log_path: Path) -> int:
     click.secho(f"Run `{run.name}` ended {run.status.value.upper()}.", fg="green" if ok else "red")
     if not ok:
         # The server goes away with the demo, so explain now rather than name the command.
-        from .cli_runs import step_facts
+        from .cli_runs import run_error, step_facts
         from .explain import explain_run
 
-        click.echo(explain_run(run.name, run.status.value, step_facts(run)))
+        click.echo(explain_run(run.name, run.status.value, step_facts(run), run_error(run)))
         click.echo(f"The pipeline's own output is in {log_path} (kept with --keep).")
     return 0 if ok and returncode == 0 else 1

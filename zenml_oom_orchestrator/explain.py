@@ -167,14 +167,29 @@ def explain_step(facts: StepFacts) -> str:
     return "\n".join(lines)
 
 
-def explain_run(run_name: str, run_status: str, steps: Sequence[StepFacts]) -> str:
-    """Every step that did not simply complete, failed ones first; a line if all completed."""
+def explain_run(
+    run_name: str, run_status: str, steps: Sequence[StepFacts], run_error: str | None = None
+) -> str:
+    """Every step that did not simply complete, failed ones first; a line if all completed.
+
+    ``run_error`` is the run's own stored reason (status reason or exception), if any.
+    """
     order = {"failed": 0, "stopped": 1, "skipped": 1, None: 2}
     interesting = [
         s for s in steps if s.status not in ("completed", "cached") or len(s.history) > 1
     ]
     interesting.sort(key=lambda s: order.get(s.status, 3))
     head = f"Run `{run_name}` is {run_status}."
+    if run_error:
+        head += f" The run's own error: {run_error}"
+    if run_status == "failed" and steps and all(s.status is None for s in steps):
+        # No step run exists: what failed is the orchestrator, before the first attempt.
+        return (
+            f"{head}\n\nNo step of it started: the orchestrator failed before starting the "
+            "first one (its image, its service account, or the ZenML server it must reach). "
+            "Its log says why: the run's orchestrator logs in the ZenML dashboard, or "
+            "`kubectl logs` of the run's orchestrator pod."
+        )
     if not interesting:
         return head + " Every step completed on its first attempt."
     return "\n\n".join([head, *(explain_step(s) for s in interesting)])

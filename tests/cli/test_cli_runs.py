@@ -56,6 +56,8 @@ RUN = SimpleNamespace(
         step_configurations={"greedy": _config(), "publish": _config("greedy")}
     ),
     steps={"greedy": _step_run("failed", ROWS, error="max_memory")},
+    exception_info=None,  # the run itself has no error: its step failed
+    get_body=lambda: SimpleNamespace(status_reason=None),
 )
 
 

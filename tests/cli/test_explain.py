@@ -96,3 +96,15 @@ def test_explain_run_puts_failures_first_and_skips_plain_successes() -> None:
     assert "`ok`" not in text
     everyone_fine = explain_run("r2", "completed", steps[:1])
     assert "Every step completed on its first attempt" in everyone_fine
+
+
+def test_a_failed_run_where_no_step_started_blames_the_orchestrator() -> None:
+    steps = [StepFacts("train", None), StepFacts("evaluate", None, failed_upstream=["train"])]
+    text = explain_run("r3", "failed", steps, run_error="ImagePullBackOff on the orchestrator")
+    assert text.startswith("Run `r3` is failed. The run's own error: ImagePullBackOff")
+    assert "No step of it started: the orchestrator failed" in text
+    assert "orchestrator logs" in text
+    # Steps that never started because the run was stopped are not the orchestrator's fault.
+    stopped = explain_run("r4", "stopped", steps)
+    assert "orchestrator failed" not in stopped
+    assert "`train` never started" in stopped
