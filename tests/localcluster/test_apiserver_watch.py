@@ -120,6 +120,24 @@ def test_forced_expiry_of_open_watches(api: Api) -> None:
     assert api.server.faults.injected["410"] == 1
 
 
+def test_a_watcher_far_behind_gets_every_event_of_a_burst(api: Api, kube: Kube) -> None:
+    """Replaying 190 events (the fixture keeps 200) crosses the server's per-chunk batch
+    limit twice; a watch that lost the event read after a full batch delivered 188."""
+    rv = kube.core.list_namespaced_pod("default").metadata.resource_version
+    kube.core.create_namespaced_pod("default", pod_manifest("a"))
+    for i in range(189):
+        api.store.mutate(
+            "pods", "default", "a", lambda p, i=i: p["metadata"].update(labels={"i": str(i)})
+        )
+    conn, resp = open_watch(
+        api, f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}&timeoutSeconds=2"
+    )
+    events = [json.loads(line) for line in resp.read().splitlines()]  # until timeoutSeconds
+    conn.close()
+    labels = [(e["object"]["metadata"].get("labels") or {}).get("i") for e in events]
+    assert labels == [None, *(str(i) for i in range(189))]
+
+
 def test_watch_cluster_scoped_and_other_groups(kube: Kube) -> None:
     rv = kube.core.list_namespace().metadata.resource_version
     kube.core.create_namespace({"metadata": {"name": "run-1"}})

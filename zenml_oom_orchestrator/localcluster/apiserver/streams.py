@@ -162,7 +162,7 @@ def _pump(
         idle_since = time.monotonic()
         lines: list[bytes] = []
         time.sleep(COALESCE_SECONDS)
-        while got is not None and len(lines) < MAX_BATCH:
+        while got is not None:
             type_, obj, ev = got
             if encode is not None:
                 lines.append(encode(type_, obj))
@@ -170,6 +170,8 @@ def _pump(
                 lines.append(ev.json_line())  # encoded once for all watchers
             else:
                 lines.append(encode_event(type_, obj))
+            if len(lines) >= MAX_BATCH:
+                break  # checked before reading the next event, so none is read and dropped
             try:
                 got = w.next_shared(0)
             except StopIteration:
