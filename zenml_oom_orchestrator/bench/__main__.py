@@ -43,22 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _keep_every_watch_event() -> None:
-    """Work around a local API server bug (localcluster/apiserver/streams.py `_pump`, reported
-    to its owner): when a watcher is more than MAX_BATCH (64) events behind, the event read
-    after a full batch is dropped, so about 1 in 65 events of a burst never reaches the
-    client. A supervisor that misses a pod's last event waits for it forever (the 5,000-attempt
-    run hung at the end, 1 time in 5). A batch limit no burst reaches keeps every event;
-    a real API server drops none."""
-    from zenml_oom_orchestrator.localcluster.apiserver import streams
-
-    streams.MAX_BATCH = 1 << 30
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    _keep_every_watch_event()
     sizes = [int(s) for s in str(args.steps).split(",") if s]
     results: dict[str, Any] = {"args": vars(args), "scenarios": [], "churn": None}
     scenarios: list[tuple[Figures, Figures | None]] = []
