@@ -23,6 +23,8 @@ from typing import Any
 
 import click
 
+from .localcluster.options import check_memory
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PIPELINE_NAME = "oom_demo"  # the @pipeline in examples/oom_pipeline.py
 STACK = "oom-demo"
@@ -138,7 +140,8 @@ def _run_pipeline(env: dict[str, str], log_path: Path, cluster: Any, namespace: 
     "--memory",
     default="6Gi",
     show_default=True,
-    help="Allocatable memory of the local cluster's node.",
+    callback=check_memory,
+    help="Allocatable memory of the local cluster's node: whole bytes from 256Mi to 64Ti.",
 )
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (logs, ZenML config).")
 def demo(memory: str, keep: bool) -> None:
