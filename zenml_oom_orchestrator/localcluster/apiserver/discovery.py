@@ -138,8 +138,10 @@ def openapi_v3_group(api_version: str) -> dict[str, Any] | None:
         if rt.namespaced:
             base += "/namespaces/{namespace}"
         base += f"/{rt.plural}"
-        paths[base] = {"post": op("post"), "get": op("list")}
-        paths[base + "/{name}"] = {"get": op("get"), "put": op("put"), "patch": op("patch")}
+        paths[base] = {"post": op("post")}
+        if "get" in rt.verbs:  # not the create-only reviews
+            paths[base]["get"] = op("list")
+            paths[base + "/{name}"] = {"get": op("get"), "put": op("put"), "patch": op("patch")}
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": KUBE_VERSION["gitVersion"]},
