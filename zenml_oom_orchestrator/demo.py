@@ -73,13 +73,20 @@ class ProgressPrinter:
         self.seen: dict[tuple[str, int], str] = {}
 
     def update(self, pods: list[Mapping[str, Any]]) -> None:
-        rows = sorted(filter(None, map(pod_progress, pods)))
-        for step, attempt, limit, state in rows:
+        # In the order the cluster recorded the changes (resourceVersion), not by name: a
+        # step that started after another finished must print after it.
+        ordered = sorted(pods, key=_resource_version)
+        for step, attempt, limit, state in filter(None, map(pod_progress, ordered)):
             if self.seen.get((step, attempt)) == state:
                 continue
             self.seen[(step, attempt)] = state
             elapsed = time.monotonic() - self.started
             self.echo(f"  {elapsed:6.1f}s  {step:<12} attempt {attempt}  {limit:>7}  {state}")
+
+
+def _resource_version(pod: Mapping[str, Any]) -> int:
+    version = str((pod.get("metadata") or {}).get("resourceVersion") or "0")
+    return int(version) if version.isdigit() else 0
 
 
 def _run_config(path: Path) -> Path:

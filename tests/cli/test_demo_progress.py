@@ -52,6 +52,18 @@ def test_printer_prints_only_changes() -> None:
     ]
 
 
+def test_changes_seen_in_one_poll_print_in_the_order_they_happened() -> None:
+    """train_2 completed, then evaluate started: listed by name, evaluate would come first."""
+    lines: list[str] = []
+    printer = ProgressPrinter(echo=lines.append)
+    done = attempt_pod("train_2", 3, "2Gi", "Succeeded", "Completed")
+    done["metadata"]["resourceVersion"] = "41"
+    started = attempt_pod("evaluate", 1, "512Mi", "Running")
+    started["metadata"]["resourceVersion"] = "42"
+    printer.update([started, done])  # the store lists by name
+    assert [line.split()[1] for line in lines] == ["train_2", "evaluate"]
+
+
 def test_a_failed_demo_run_is_explained_before_the_server_goes(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

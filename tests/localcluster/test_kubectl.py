@@ -300,3 +300,15 @@ def test_auth_can_i_says_yes_and_why(api: Api, kubectl: Kubectl) -> None:
         "reason": "the local cluster has no authorization: every request is allowed",
     }
     assert api.store.list("selfsubjectaccessreviews")[0] == []  # asked, never stored
+
+
+def test_one_kubernetes_version_everywhere(api: Api, kubectl: Kubectl) -> None:
+    """`kubectl version` and `kubectl get nodes` agree: the kubelet 1.35 we emulate."""
+    from zenml_oom_orchestrator.localcluster.kubelet.node import register_node
+    from zenml_oom_orchestrator.localcluster.version import GIT_VERSION
+
+    assert GIT_VERSION.startswith("v1.35.")
+    register_node(api.store, "node-1", {"memory": "8Gi", "cpu": "2"}, "v1")
+    server = json.loads(kubectl("version", "-o", "json", ok=False).split("\nWARNING")[0])
+    assert server["serverVersion"]["gitVersion"] == GIT_VERSION
+    assert rows(kubectl("get", "nodes"))[1][-1] == GIT_VERSION

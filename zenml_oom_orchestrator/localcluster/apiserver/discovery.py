@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..resources import RESOURCES, ResourceType
+from ..version import GIT_VERSION, MAJOR, MINOR
 
-KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-oom-local"}
+KUBE_VERSION = {"major": str(MAJOR), "minor": str(MINOR), "gitVersion": GIT_VERSION}
 
 _SINGULAR = {"namespaces": "namespace", "serviceaccounts": "serviceaccount"}
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"]}
@@ -18,7 +19,7 @@ def version_info() -> dict[str, Any]:
         "gitCommit": "0" * 40,
         "gitTreeState": "clean",
         "buildDate": "2025-01-01T00:00:00Z",
-        "goVersion": "go1.23",
+        "goVersion": "go1.25",
         "compiler": "gc",
         "platform": "linux/amd64",
     }
