@@ -19,6 +19,9 @@ __all__ = ["DEFAULT_MEMORY", "OOMPolicy", "SigkillMeaning"]
 
 # The start memory when neither the policy, ResourceSettings nor pod settings give one.
 DEFAULT_MEMORY = "1Gi"
+# What ZenML's Kubernetes step pods request when nothing is set (kube_utils'
+# apply_default_resource_requests); the flavor's pod templates carry it, so it comes first.
+ZENML_DEFAULT_REQUEST = "400Mi"
 
 SigkillMeaning = Literal["infrastructure", "oom", "app_error"]
 
@@ -52,7 +55,10 @@ class OOMPolicy(BaseModel):
     initial_memory: str | None = Field(
         default=None,
         description="The first attempt's memory. If unset: the step's "
-        f"ResourceSettings(memory=...), then the pod settings' resources, then {DEFAULT_MEMORY}.",
+        "ResourceSettings(memory=...), then the pod settings' memory request/limit, which on "
+        f"the oom_kubernetes flavor is ZenML's default step-pod request {ZENML_DEFAULT_REQUEST} "
+        f"when you set none ({DEFAULT_MEMORY} only where a pod has no resources at all, e.g. "
+        "the supervisor run on its own).",
     )
     keep_request_ratio: bool = Field(
         default=False,
