@@ -10,6 +10,7 @@ directory removed, whatever happens.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ import click
 from .localcluster.options import check_memory
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ENV_NO_ZENML_COLOURS = "ZENML_LOGGING_COLORS_DISABLED"  # zenml.constants, not imported yet
 PIPELINE_NAME = "oom_demo"  # the @pipeline in examples/oom_pipeline.py
 STACK = "oom-demo"
 # The demo's sizes: one step fits, one needs one retry, one needs two (see the example).
@@ -163,6 +165,10 @@ def demo(memory: str, keep: bool) -> None:
             f"{EXAMPLES / 'oom_pipeline.py'} not found: run the demo from a clone of the "
             "repository (pip install -e .)"
         )
+    if plain_output(os.environ, sys.stdout):
+        # ZenML's log formatter reads this when ZenML is first imported (below, not yet).
+        os.environ[ENV_NO_ZENML_COLOURS] = "true"
+        click.get_current_context().color = False
     tmp = Path(tempfile.mkdtemp(prefix="zenml-oom-demo-"))
     # SIGTERM unwinds like Ctrl+C, so the cluster, its pods and the server are stopped too.
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -175,6 +181,12 @@ def demo(memory: str, keep: bool) -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(code)
+
+
+def plain_output(env: Mapping[str, str], stream: Any) -> bool:
+    """No colour when the output is not a terminal (a pipe, a log file) or NO_COLOR is set
+    (https://no-color.org): raw escape sequences are noise there."""
+    return bool(env.get("NO_COLOR")) or not getattr(stream, "isatty", lambda: False)()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
