@@ -71,7 +71,10 @@ def _error(**kwargs: Any) -> str:
     ("kwargs", "must_mention"),
     [
         ({"memory_multiplier": 0.5}, ["memory_multiplier", "0.5", "below 1"]),
-        ({"memory_multiplier": float("nan")}, ["memory_multiplier", "nan"]),
+        ({"memory_multiplier": float("nan")}, ["memory_multiplier=nan is not a number"]),
+        ({"memory_multiplier": float("inf")}, ["memory_multiplier=inf is infinite"]),
+        ({"initial_memory": "100m"}, ["'100m' is a fraction of a byte", "'100Mi' or '100M'"]),
+        ({"max_memory": "1.5"}, ["max_memory='1.5' is not a whole number of bytes"]),
         ({"memory_multiplier": 1000}, ["memory_multiplier", "1000"]),
         ({"max_oom_retries": -1}, ["max_oom_retries", "-1", "negative"]),
         ({"max_infrastructure_retries": -2}, ["max_infrastructure_retries", "-2", "negative"]),
@@ -97,6 +100,7 @@ def test_bad_policy_names_field_and_value(kwargs: dict[str, Any], must_mention: 
     message = _error(**kwargs)
     for text in must_mention:
         assert text in message, f"{text!r} not in {message}"
+    assert "below 1" not in message or kwargs.get("memory_multiplier") == 0.5
 
 
 def test_policy_is_frozen() -> None:

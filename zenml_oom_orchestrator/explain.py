@@ -122,10 +122,18 @@ def _advice(last: Mapping[str, Any]) -> tuple[str, list[str]]:
     return f"Its last attempt ended {outcome or 'without a recorded outcome'}.", []
 
 
-def explain_step(facts: StepFacts) -> str:
-    """A few lines: what happened to the step, why, and which setting would change it."""
+def explain_step(facts: StepFacts, run_status: str | None = None) -> str:
+    """A few lines: what happened to the step, why, and which setting would change it.
+
+    ``run_status`` "stopped" means someone stopped the run: nothing upstream needs fixing.
+    """
     name, history = facts.name, list(facts.history)
     if facts.status is None:
+        if run_status == "stopped":
+            waited = ", ".join(f"`{u}`" for u in facts.failed_upstream)
+            return f"Step `{name}` never started: the run was stopped before it could" + (
+                f" (it was waiting for {waited})." if waited else "."
+            )
         if facts.failed_upstream:
             upstream = ", ".join(f"`{u}`" for u in facts.failed_upstream)
             return (
@@ -192,4 +200,4 @@ def explain_run(
         )
     if not interesting:
         return head + " Every step completed on its first attempt."
-    return "\n\n".join([head, *(explain_step(s) for s in interesting)])
+    return "\n\n".join([head, *(explain_step(s, run_status) for s in interesting)])

@@ -108,3 +108,14 @@ def test_a_failed_run_where_no_step_started_blames_the_orchestrator() -> None:
     stopped = explain_run("r4", "stopped", steps)
     assert "orchestrator failed" not in stopped
     assert "`train` never started" in stopped
+
+
+def test_a_run_stopped_by_hand_says_stopped_not_fix_that_step() -> None:
+    steps = [
+        StepFacts("train", "stopped"),
+        StepFacts("evaluate", None, upstream=["train"], failed_upstream=["train"]),
+    ]
+    text = explain_run("r5", "stopped", steps)
+    assert "Step `train` was stopped." in text
+    assert "`evaluate` never started: the run was stopped before it could" in text
+    assert "Fix that step first" not in text

@@ -7,17 +7,21 @@ Every error names the field, the value and what to change, because it surfaces i
 from __future__ import annotations
 
 import difflib
+import math
 from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..quantity import QuantityError, format_memory, memory_bytes
+from ..quantity import QuantityError, format_memory, is_whole_bytes, memory_bytes
 
 __all__ = ["DEFAULT_MEMORY", "OOMPolicy", "SigkillMeaning"]
 
 # The start memory when neither the policy, ResourceSettings nor pod settings give one.
 DEFAULT_MEMORY = "1Gi"
+# What ZenML's Kubernetes step pods request when nothing is set (kube_utils'
+# apply_default_resource_requests); the flavor's pod templates carry it, so it comes first.
+ZENML_DEFAULT_REQUEST = "400Mi"
 
 SigkillMeaning = Literal["infrastructure", "oom", "app_error"]
 
@@ -51,7 +55,10 @@ class OOMPolicy(BaseModel):
     initial_memory: str | None = Field(
         default=None,
         description="The first attempt's memory. If unset: the step's "
-        f"ResourceSettings(memory=...), then the pod settings' resources, then {DEFAULT_MEMORY}.",
+        "ResourceSettings(memory=...), then the pod settings' memory request/limit, which on "
+        f"the oom_kubernetes flavor is ZenML's default step-pod request {ZENML_DEFAULT_REQUEST} "
+        f"when you set none ({DEFAULT_MEMORY} only where a pod has no resources at all, e.g. "
+        "the supervisor run on its own).",
     )
     keep_request_ratio: bool = Field(
         default=False,
@@ -107,7 +114,14 @@ class OOMPolicy(BaseModel):
     @field_validator("memory_multiplier")
     @classmethod
     def _multiplier(cls, value: float) -> float:
-        if not value >= 1:  # also refuses NaN
+        if not math.isfinite(value):
+            raise ValueError(
+                f"memory_multiplier={value!r} is "
+                + ("not a number" if math.isnan(value) else "infinite")
+                + "; use a number from 1 to 100, "
+                "e.g. 1.5 or 2"
+            )
+        if value < 1:
             raise ValueError(
                 f"memory_multiplier={value!r} is below 1 and would shrink memory after an OOM "
                 "kill; use 1 (grow by memory_increment only) or more, e.g. 1.5 or 2"
@@ -125,6 +139,15 @@ class OOMPolicy(BaseModel):
             n_bytes = memory_bytes(value)
         except QuantityError as err:
             raise ValueError(f"{info.field_name}={value!r} is not a memory size: {err}") from None
+        if isinstance(value, str) and not is_whole_bytes(value):
+            raise ValueError(
+                f"{info.field_name}={value!r} is a fraction of a byte ('m' means 1/1000); "
+                "memory is whole bytes: did you mean "
+                f"'{value.strip()[:-1]}Mi' or '{value.strip()[:-1]}M'?"
+                if value.strip().endswith("m")
+                else f"{info.field_name}={value!r} is not a whole number of bytes; give a "
+                "size such as '1536Mi' or '1.5Gi'"
+            )
         if n_bytes == 0 and info.field_name != "memory_increment":
             raise ValueError(f"{info.field_name}={value!r} is zero; give a size such as '2Gi'")
         # Ints are bytes; store the readable form so the model round-trips through YAML.
