@@ -17,7 +17,10 @@ from rel_helpers import NEEDS, attempts_on_cluster, sim, step, supervisor_events
 from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepStatus, Supervisor
 from zenml_oom_orchestrator.supervisor.naming import attempt_name
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.local_only("injects faults into the local API server"),
+]
 
 
 def _spec(run_id: str, namespace: str) -> RunSpec:

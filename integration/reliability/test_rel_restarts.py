@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from rel_helpers import (
     NEEDS,
+    ApiReader,
     attempts_on_cluster,
     pods_of,
     sim,
@@ -57,12 +58,12 @@ def _finished_attempts(store: Any, namespace: str) -> int:
 
 
 def test_supervisor_killed_three_times_no_attempt_duplicated_or_lost(
-    local_cluster: Any, cluster_namespace: str, tmp_path: Path
+    cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
 ) -> None:
-    store = local_cluster.store
+    store = ApiReader(k8s_api_client)
     spec_file = tmp_path / "run.json"
     spec_file.write_text(json.dumps(_spec(cluster_namespace)))
-    kubeconfig = local_cluster.kubeconfig_path
+    kubeconfig = cluster.kubeconfig_path
 
     # Kill once the run has made this much progress (finished attempts), then stay down a
     # while, so attempts finish (and OOMs happen) with no supervisor watching.

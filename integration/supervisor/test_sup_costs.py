@@ -14,7 +14,10 @@ from zenml_oom_orchestrator.policy import AppRetryConfig, OOMPolicy
 from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepSpec, Supervisor
 from zenml_oom_orchestrator.supervisor.testing import NEEDS, sim
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.local_only("counts the requests the local API server served"),
+]
 ESCALATE = OOMPolicy(initial_memory="256Mi", memory_multiplier=2)
 READS = {"get", "list", "watch"}
 

@@ -103,7 +103,7 @@ def test_fail_fast_stops_in_flight_and_skips_the_rest(
 
 
 def test_stop_deletes_in_flight_keeps_finished_then_ttl_and_owner_cascade(
-    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
+    k8s_api_client: Any, cluster_namespace: str
 ) -> None:
     core = k8s.CoreV1Api(k8s_api_client)
     # Stand-in for the supervisor's own pod: deleting it must remove every attempt.
@@ -111,7 +111,7 @@ def test_stop_deletes_in_flight_keeps_finished_then_ttl_and_owner_cascade(
         cluster_namespace,
         {
             "metadata": {"name": "orchestrator"},
-            "spec": {"containers": [{"name": "main", "image": "x", "command": ["sleep", "60"]}]},
+            "spec": template("import time; time.sleep(60)")["spec"],
         },
     )
     owner = {

@@ -140,16 +140,15 @@ def test_app_error_is_never_escalated_and_follows_its_retry_config(
 
 
 def test_image_pull_failure_fails_fast_with_that_reason(
-    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
+    k8s_api_client: Any, cluster_namespace: str, unpullable_image: str
 ) -> None:
-    local_cluster.kubelet.fail_image_pulls("registry.invalid/sup-test/*")
     spec = RunSpec(
         run_id="esc-img",
         namespace=cluster_namespace,
         steps=[
             StepSpec(
                 name="pull",
-                pod_template=template("print(1)", image="registry.invalid/sup-test/nope:1"),
+                pod_template=template("print(1)", image=unpullable_image),
                 policy=OOMPolicy(initial_memory="64Mi"),
             ),
             StepSpec(name="next", pod_template=template("print(2)"), upstream=["pull"]),
