@@ -96,11 +96,14 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     sys.path.insert(0, str(Path(__file__).parent / "realcluster"))
     from tier import RealTier
 
-    tier = RealTier(tmp_path_factory.mktemp("realtier") / "up.log").start()
-    try:
-        yield tier
-    finally:
-        tier.stop()
+    from zenml_oom_orchestrator.localcluster.testing import sigterm_interrupts
+
+    tier = RealTier(tmp_path_factory.mktemp("realtier") / "up.log")
+    with sigterm_interrupts():  # a killed test run still stops the tier
+        try:
+            yield tier.start()
+        finally:
+            tier.stop()
 
 
 @pytest.fixture(scope="session")
@@ -109,14 +112,6 @@ def cluster(request: pytest.FixtureRequest) -> Any:
     if request.config.getoption("--cluster") == "real":
         return request.getfixturevalue("real_cluster")
     return request.getfixturevalue("local_cluster")
-
-
-@pytest.fixture(scope="session")
-def k8s_api_client(cluster: Any) -> Iterator[Any]:
-    """A `kubernetes.client.ApiClient` for the session's cluster."""
-    api_client = cluster.api_client()
-    yield api_client
-    api_client.close()
 
 
 @pytest.fixture

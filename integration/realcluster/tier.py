@@ -25,12 +25,13 @@ class RealTier:
         self.started = False
 
     def start(self) -> RealTier:
+        self.started = True  # until up.sh says it reused one: a half-started tier is stopped
         with self.log_path.open("w") as log:
             proc = subprocess.run(
                 ["bash", str(HERE / "up.sh")], stdout=subprocess.PIPE, stderr=log, text=True
             )
+            log.write(proc.stdout)
         out = proc.stdout
-        self.log_path.open("a").write(out)
         if proc.returncode != 0:
             tail = "\n".join(self.log_path.read_text().splitlines()[-30:])
             raise RuntimeError(
