@@ -119,6 +119,12 @@ def test_sigkill_at_any_moment_then_restart_keeps_history_budget_and_successes(
     assert sorted(p.metadata.name for p in pods) == sorted(expected)
     failed = expected - {pod_name(run_id, "quick", 1)}
     assert {p.metadata.name for p in pods if naming.ANN_RESULT in p.metadata.annotations} == failed
+    # Start times are the supervisor's own sub-second stamps, adopted attempts' included.
+    stamps = {p.metadata.name: p.metadata.annotations[naming.ANN_STARTED_AT] for p in pods}
+    for a in cap:
+        assert a["started_at"] == pytest.approx(
+            float(stamps[pod_name(run_id, "cap", a["number"])]), abs=0.002
+        )
 
     hooks = _hooks(tmp_path)
     created = Counter(

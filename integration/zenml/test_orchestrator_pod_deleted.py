@@ -90,6 +90,9 @@ def test_orchestrator_pod_deleted_mid_run_next_pod_finishes_it(
         180,
         "the run to end",
     )
+    # The store says COMPLETED once the last step run did; the orchestrator writes the
+    # attempt history right after: wait for its Job to end.
+    wait_until(lambda: _job_of(batch, run.id).status.succeeded, 60, "the orchestrator Job")
     outcome = read_outcome("oom_kubernetes", run.id, 0)
     print(outcome.row())
     assert outcome.run.status is ExecutionStatus.COMPLETED
