@@ -176,3 +176,14 @@ def test_finished_run_whose_pods_are_gone_is_not_run_again(
         ], name
         assert after["steps"][name]["status"] == before["steps"][name]["status"]
     assert not core.list_namespaced_pod(cluster_namespace, label_selector=f"run_id={run_id}").items
+    # The run's marker Event names an object that exists (no owner given: the namespace).
+    (marker,) = [
+        e
+        for e in core.list_namespaced_event(cluster_namespace).items
+        if e.reason == "RunStarted" and run_id in (e.message or "")
+    ]
+    assert (marker.involved_object.kind, marker.involved_object.name) == (
+        "Namespace",
+        cluster_namespace,
+    )
+    assert core.read_namespace(cluster_namespace).metadata.name == cluster_namespace

@@ -224,6 +224,33 @@ def test_active_deadline_fails_pod(node: tuple[Store, Kubelet]) -> None:
     assert main_status(pod)["state"]["terminated"]["exitCode"] == 137
 
 
+def test_sigterm_without_a_handler_is_ignored_as_by_a_containers_pid1(
+    node: tuple[Store, Kubelet],
+) -> None:
+    """A container's command is PID 1: SIGTERM at deletion only ends it if it handles it;
+    otherwise SIGKILL ends it at the end of the grace period."""
+    store, kubelet = node
+    nap = [sys.executable, "-c", "import time; time.sleep(60)"]
+    handled = [
+        sys.executable,
+        "-c",
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+        "print('ready', flush=True); time.sleep(60)",
+    ]
+    store.create("pods", pod_body("deaf", nap, terminationGracePeriodSeconds=3))
+    store.create("pods", pod_body("polite", handled, terminationGracePeriodSeconds=30))
+    pids = {}
+    for name in ("deaf", "polite"):
+        pod = wait_pod(store, name, phases=("Running",))
+        pids[name] = int(main_status(pod)["containerID"].split("//")[1])
+    wait_for(lambda: kubelet.read_log("default", "polite") == "ready\n", what="its handler")
+    for name in pids:
+        store.delete("pods", "default", name)
+    wait_for(lambda: process_gone(pids["polite"]), timeout=5, what="the handler to end it")
+    assert not process_gone(pids["deaf"])  # still running: SIGTERM was ignored
+    wait_for(lambda: process_gone(pids["deaf"]), timeout=10, what="SIGKILL after the grace")
+
+
 def test_delete_kills_process_group_and_removes_cgroup(node: tuple[Store, Kubelet]) -> None:
     store, kubelet = node
     # A child that ignores SIGTERM: only the group SIGKILL after the grace period ends it.
