@@ -172,7 +172,7 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
     assert result["steps"]["last"]["status"] == "succeeded"
 
     # No duplicate and no lost attempt: exactly these pods; each failed one carries its
-    # result and one decision Event, each success only its own terminated status.
+    # result, and each attempt one Event holding its result (a decision or the success).
     pods = run_pods(k8s_api_client, cluster_namespace, run_id)
     expected = {pod_name(run_id, "grow", n) for n in (1, 2, 3)}
     expected |= {pod_name(run_id, "steady", 1), pod_name(run_id, "last", 1)}
@@ -183,8 +183,9 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
         if p.metadata.name not in failed:
             assert p.status.container_statuses[0].state.terminated.exit_code == 0
     events = events_by_pod(k8s_api_client, cluster_namespace)
-    assert {name: len(evs) for name, evs in events.items()} == dict.fromkeys(failed, 1)
+    assert {name: len(evs) for name, evs in events.items()} == dict.fromkeys(expected, 1)
     assert [r for r, _ in events[a2]] == ["OOMRetry"]
+    assert {n for n, evs in events.items() if evs[0][0] == "Succeeded"} == expected - failed
     markers = [
         e for e in core.list_namespaced_event(cluster_namespace).items if e.reason == "RunStarted"
     ]
