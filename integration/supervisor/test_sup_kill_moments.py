@@ -68,7 +68,7 @@ def _main_state(core: k8s.CoreV1Api, namespace: str, name: str) -> str | None:
 
 @pytest.mark.parametrize("moment", ["created", "running", "just-ended", "between-attempts"])
 def test_sigkill_at_any_moment_then_restart_keeps_history_budget_and_successes(
-    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path, moment: str
+    cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path, moment: str
 ) -> None:
     run_id = f"kill-{moment}"
     spec_file = tmp_path / "run.json"
@@ -84,7 +84,7 @@ def test_sigkill_at_any_moment_then_restart_keeps_history_budget_and_successes(
     }[moment]
 
     first = start_supervisor(
-        tmp_path, local_cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
+        tmp_path, cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
     )
     wait_for(when, timeout=30, interval=0.02, what=moment)
     first.send_signal(signal.SIGKILL)
@@ -92,7 +92,7 @@ def test_sigkill_at_any_moment_then_restart_keeps_history_budget_and_successes(
     time.sleep(1.0)  # attempts end unobserved meanwhile
 
     second = start_supervisor(
-        tmp_path, local_cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
+        tmp_path, cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
     )
     assert second.wait(60) == 1  # cap and flaky failed
     steps = json.loads((tmp_path / "result.json").read_text())["steps"]
@@ -144,7 +144,7 @@ def test_sigkill_at_any_moment_then_restart_keeps_history_budget_and_successes(
 
 
 def test_finished_run_whose_pods_are_gone_is_not_run_again(
-    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
+    cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
 ) -> None:
     """The result Events outlive the pods (deleted by a TTL, by hand): a supervisor started
     again on the finished run rebuilds it from them, and judges nothing `node_lost`."""
@@ -152,7 +152,7 @@ def test_finished_run_whose_pods_are_gone_is_not_run_again(
     spec_file = tmp_path / "run.json"
     spec_file.write_text(json.dumps(_spec(run_id, cluster_namespace)))
     core = k8s.CoreV1Api(k8s_api_client)
-    first = start_supervisor(tmp_path, local_cluster.kubeconfig_path, spec_file)
+    first = start_supervisor(tmp_path, cluster.kubeconfig_path, spec_file)
     first.communicate(timeout=60)
     before = json.loads((tmp_path / "result.json").read_text())
     core.delete_collection_namespaced_pod(cluster_namespace, label_selector=f"run_id={run_id}")
@@ -164,7 +164,7 @@ def test_finished_run_whose_pods_are_gone_is_not_run_again(
     )
     (tmp_path / "result.json").unlink()
 
-    again = start_supervisor(tmp_path, local_cluster.kubeconfig_path, spec_file)
+    again = start_supervisor(tmp_path, cluster.kubeconfig_path, spec_file)
     _, err = again.communicate(timeout=60)
     assert again.returncode == 1, err.decode()[-2000:]
     after = json.loads((tmp_path / "result.json").read_text())
