@@ -40,6 +40,7 @@ MASKED = {
     "imageID",
     "completionTime",
 }
+MISSING_IMAGE = "localhost/not-there:1"  # never imported into the real node
 ALLOC_600 = "b = bytearray(600 * 2**20); b[::4096] = b'\\x01' * (600 * 2**20 // 4096)"
 
 
@@ -98,7 +99,7 @@ POD_SCENARIOS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]
     "err-image-never-pull": (
         pod(
             "never-pull",
-            {**container("print(1)"), "image": "localhost/not-there:1", "imagePullPolicy": "Never"},
+            {**container("print(1)"), "image": MISSING_IMAGE, "imagePullPolicy": "Never"},
         ),
         _waiting("ErrImageNeverPull"),
     ),
@@ -143,13 +144,15 @@ def differences(local: Any, real: Any, path: str = "") -> list[str]:
 
 
 def milestones(p: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """What a watcher judges on: the phase and each container's state (kind and reason)."""
+    """What a watcher judges on: whether the phase is final (Pending or Running before it
+    depends on how fast the container ran) and each container's state (kind and reason)."""
     status = p.get("status", {})
     states = []
     for s in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
         for kind, detail in (s.get("state") or {}).items():
             states.append(f"{s['name']}:{kind}:{(detail or {}).get('reason', '')}")
-    return status.get("phase", ""), tuple(states)
+    final = status.get("phase") in ("Succeeded", "Failed")
+    return status.get("phase", "") if final else "not final", tuple(states)
 
 
 def updates_from_first_termination(seen: list[dict[str, Any]]) -> list[Any]:
@@ -233,6 +236,9 @@ class Scenarios:
 
 @pytest.fixture(scope="module")
 def both(local_cluster: Any, real_cluster: Any) -> Iterator[dict[str, Scenarios]]:
+    # The local kubelet has no image store: it is told which image is absent (on the real node
+    # it was never imported).
+    local_cluster.kubelet.fail_image_pulls(MISSING_IMAGE)
     clients = {"local": local_cluster.api_client(), "real": real_cluster.api_client()}
     runs = {kind: Scenarios(api_client) for kind, api_client in clients.items()}
     yield runs
