@@ -46,6 +46,22 @@ if [ -e "$PIDS/kube-proxy.pid" ]; then
   fi
 fi
 
+# 1c. the chains the kubelet adds itself (kube-proxy --cleanup leaves them): KUBE-FIREWALL on
+#     INPUT/OUTPUT (drops packets to 127/8 from other sources), its canaries and a hint chain
+for ipt in iptables ip6tables; do
+  command -v "$ipt" >/dev/null 2>&1 || continue
+  for chain in INPUT OUTPUT; do
+    while "$ipt" -t filter -D "$chain" -j KUBE-FIREWALL 2>/dev/null; do :; done
+  done
+  for table in filter nat mangle; do
+    for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+      if "$ipt" -t "$table" -F "$chain" 2>/dev/null; then "$ipt" -t "$table" -X "$chain" 2>/dev/null || rc=1; fi
+    done
+  done
+done
+left=$(iptables-save 2>/dev/null | grep -c -- '-j KUBE-\|^:KUBE-' || true)
+[ "$left" = 0 ] || { log "$left iptables lines of Kubernetes remain (iptables-save | grep KUBE)"; rc=1; }
+
 # 2. containerd + its workloads (only if the recorded containerd is ours)
 if [ -e "$CSTATE/containerd.pid" ]; then
   cpid=$(cat "$CSTATE/containerd.pid")
