@@ -74,11 +74,12 @@ if [ -e "$CSTATE/containerd.pid" ]; then
     log "pid $cpid in $CSTATE/containerd.pid is not ours; leaving it"; rc=1
   else
     log "containerd (pid $cpid) not running"; rm -f "$CSTATE/containerd.pid"
-    # no containerd: the bridge may still be ours
-    if [ -f "$CSTATE/bridge.created" ]; then
-      ip link del "$(cat "$CSTATE/bridge.created")" 2>/dev/null && log "bridge removed"; rm -f "$CSTATE/bridge.created"
-    fi
   fi
+fi
+# the bridge, if we created it and containerd-down.sh did not remove it (containerd never started)
+if [ -f "$CSTATE/bridge.created" ]; then
+  if ip link del "$(cat "$CSTATE/bridge.created")" 2>/dev/null; then log "bridge removed"; fi
+  rm -f "$CSTATE/bridge.created"
 fi
 
 # 3. mounts left under STATEDIR (kubelet volume tmpfs, containerd overlay/shm/netns), deepest first
