@@ -6,8 +6,8 @@
   kube-apiserver, kubelet, containerd), brought up once per session or reused if it is up.
 
 The same tests run on both through the cluster-neutral fixtures `cluster` (the session's
-cluster: `.kind`, `.kubeconfig_path`, `.api_client()`), `k8s_api_client` and
-`cluster_namespace`. A test that can only run on the local cluster (it injects faults into the
+cluster: `.kubeconfig_path`, `.api_client()`), `cluster_kind`, `k8s_api_client`,
+`cluster_namespace`, and `unpullable_image` and `lose_pod` for the two faults both can make. A test that can only run on the local cluster (it injects faults into the
 local API server or kubelet, or reads its store) is marked `local_only("why")` and is skipped
 on the real tier with that reason; one that needs the real tier is marked `real_only("why")`
 and is deselected on the local one.
@@ -33,7 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("local", "real"),
         default="local",
         help="the cluster integration tests run on: the local cluster (default) or the real "
-        "tier of integration/realcluster (root, memory cgroups, Go; first build ~15 min)",
+        "tier of integration/realcluster (root, memory cgroups, Go; first build 15-30 min)",
     )
 
 
