@@ -198,6 +198,9 @@ def test_kubectl_get_describe_logs_delete_then_sigterm_leaves_nothing(up: Up) ->
     wait_for(lambda: "OOMKilled" in up.kubectl("get", "pods"), timeout=20, what="kubectl get pods")
     table = up.kubectl("get", "pods")
     assert "nap" in table and "Running" in table
+    # The phase follows the container's terminated state in a later update, as on a real
+    # kubelet: wait for both.
+    wait_for(lambda: "Failed" in up.kubectl("describe", "pod", "oom"), timeout=20, what="Failed")
     described = up.kubectl("describe", "pod", "oom")
     for expected in ("OOMKilled", "137", "256Mi", "Failed"):
         assert expected in described

@@ -16,7 +16,6 @@ What differs from the stock orchestrator, and why:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -158,11 +157,9 @@ class OOMKubernetesOrchestrator(KubernetesOrchestrator):
                     name,
                     step.config.resource_settings.memory,
                 )
+        # Nothing of this machine's environment (e.g. its KUBECONFIG path) goes into the pod:
+        # it talks to the API server with its in-cluster config.
         environment = dict(base_environment)
-        if self.config.is_local and not self.config.incluster and "KUBECONFIG" in os.environ:
-            # A local cluster runs pods on this machine: the orchestrator pod can read the same
-            # kubeconfig, and needs it because in-cluster config is not available there.
-            environment["KUBECONFIG"] = os.environ["KUBECONFIG"]
         result = self._submit_orchestrator_job(
             snapshot=snapshot,
             command=["python", "-m", ENTRYPOINT_MODULE],

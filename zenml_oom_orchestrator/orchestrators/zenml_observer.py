@@ -113,6 +113,15 @@ class ZenMLObserver(BaseObserver):
         if isinstance(decision, Retry):
             self.sync.mark_killed_for_retry(step_run)
 
+    def on_attempt_restored(
+        self, step: str, attempt: AttemptRecord, decision: Decision | None
+    ) -> None:
+        """An attempt an earlier orchestrator pod reported: only its row, for the history."""
+        rows = self.histories.setdefault(step, [])
+        if all(r["attempt"] != attempt.number for r in rows):
+            rows.append(attempt_row(attempt, decision))
+            rows.sort(key=lambda r: int(r["attempt"]))
+
     # ---- steps -----------------------------------------------------------------------------
     def on_step_finished(self, step: str, result: StepResult) -> None:
         self.final[step] = result.status.value

@@ -31,6 +31,7 @@ from zenml_oom_orchestrator.supervisor.pending import (
     explain_unschedulable,
     judge_pending,
     next_memory,
+    started_at,
 )
 from zenml_oom_orchestrator.supervisor.slots import Slots
 from zenml_oom_orchestrator.supervisor.spec import (
@@ -180,6 +181,7 @@ class Engine:
         spec, number = st.spec, st.next_number
         name = naming.attempt_name(self.spec.run_id, spec.name, number, self.spec.name_prefix)
         previous = st.attempts[-1] if st.attempts else None
+        started = self.clock()
         manifest = manifests.build_attempt_pod(
             spec.pod_template,
             name=name,
@@ -193,6 +195,7 @@ class Engine:
             previous_outcome=previous.outcome.to_dict() if previous and previous.outcome else None,
             previous_result=st.unpersisted,
             owner=self.spec.owner,
+            started_at=started,
         )
         try:
             pod, adopted = self.cluster.create_pod(manifest)
@@ -207,7 +210,8 @@ class Engine:
             return
         self.informer.assume(pod)
         st.unpersisted = None
-        started = self.clock()
+        if adopted:  # created by a supervisor before a restart: its own stamp
+            started = started_at(pod) or started
         self.slots.started(st.name)
         st.current = AttemptRecord(
             number=number,

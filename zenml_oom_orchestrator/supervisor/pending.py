@@ -15,6 +15,7 @@ from typing import Any
 from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
 from zenml_oom_orchestrator.policy import PolicyError, start_memory
 from zenml_oom_orchestrator.quantity import format_memory
+from zenml_oom_orchestrator.supervisor import naming
 from zenml_oom_orchestrator.supervisor.manifests import main_container_of
 from zenml_oom_orchestrator.supervisor.spec import StepSpec
 
@@ -33,6 +34,15 @@ def created_at(pod: dict[str, Any]) -> float | None:
     if not stamp:
         return None
     return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+
+
+def started_at(pod: dict[str, Any]) -> float | None:
+    """When the supervisor started the attempt (its sub-second stamp), else its creation."""
+    stamp = ((pod.get("metadata") or {}).get("annotations") or {}).get(naming.ANN_STARTED_AT)
+    try:
+        return float(stamp) if stamp else created_at(pod)
+    except ValueError:
+        return created_at(pod)
 
 
 def terminated_at(pod: dict[str, Any], main_container: str) -> float | None:
