@@ -129,5 +129,5 @@ def learned_starts(
         found = learn(name, step_code_hash(snapshot, name), history, policy)
         if found is not None:
             learned[name] = found
-            logger.info("Step `%s`: %s.", name, found.describe())
+            logger.info("Step `%s`, from its last runs: %s.", name, found.describe())
     return learned

@@ -144,8 +144,9 @@ def learn(
                     seen_at=past.oom_killed_at,
                 )
             )
-    # A newer OOM kill above an older success means the step grew since: take the largest.
-    return max(found, key=lambda m: m.limit, default=None)
+    # A newer OOM kill above an older success means the step grew since: take the largest
+    # (on a tie, the success: it is the stronger evidence).
+    return max(found, key=lambda m: (m.limit, m.how == "succeeded"), default=None)
 
 
 def learned_start(
