@@ -116,34 +116,25 @@ def learn(
     if not policy.learn_start_memory or code_hash is None:
         return None
     found: list[LearnedMemory] = []
+    how: Literal["succeeded", "oom_killed"]
     for run in history[: policy.learning_window]:
         past = run.steps.get(step_name)
         if past is None or past.cached or past.code_hash != code_hash:
             continue
         if past.succeeded_with is not None:
-            used = past.succeeded_with
-            found.append(
-                LearnedMemory(
-                    request=used.request,
-                    limit=used.limit,
-                    run=run.name,
-                    how="succeeded",
-                    seen_at=used.limit,
-                )
+            used, how, seen = past.succeeded_with, "succeeded", past.succeeded_with.limit
+        elif past.oom_killed_at is not None:
+            seen, how = past.oom_killed_at, "oom_killed"
+            used = escalate_after_oom(Memory(seen, seen), policy, None)  # it needed more
+        else:
+            continue
+        found.append(
+            LearnedMemory(
+                request=used.request, limit=used.limit, run=run.name, how=how, seen_at=seen
             )
+        )
+        if how == "succeeded":
             break  # the newest success is what it needs; older runs are staler
-        if past.oom_killed_at is not None:
-            killed = Memory(past.oom_killed_at, past.oom_killed_at)
-            nxt = escalate_after_oom(killed, policy, None)
-            found.append(
-                LearnedMemory(
-                    request=nxt.request,
-                    limit=nxt.limit,
-                    run=run.name,
-                    how="oom_killed",
-                    seen_at=past.oom_killed_at,
-                )
-            )
     # A newer OOM kill above an older success means the step grew since: take the largest
     # (on a tie, the success: it is the stronger evidence).
     return max(found, key=lambda m: (m.limit, m.how == "succeeded"), default=None)
