@@ -152,9 +152,10 @@ def _row(label: str, number: int, result: DemoRun) -> str:
         f"{name}={result.attempts(name)[0][0] if result.attempts(name) else '-'}"
         for name in sorted(result.run.steps)
     )
+    attempts = sum(len(result.attempts(name)) for name in result.run.steps)
     return (
         f"| {label:<3} | {number} | {result.run.status.value:<9} | {result.oom_kills} | "
-        f"{result.seconds:6.1f} s | {firsts} |"
+        f"{attempts} | {result.seconds:6.1f} s | {firsts} |"
     )
 
 
@@ -164,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", default="6Gi", help="the local cluster node's memory")
     args = parser.parse_args(argv)
     print(f"The demo pipeline ({DEMO_ENV}), {args.runs} runs in a row, learning on, then off.")
-    print("| learning | run | status | OOM kills | wall time | first attempt's memory |")
-    print("|---|---:|---|---:|---:|---|")
+    print("| learning | run | status | OOM kills | attempts | wall time | first attempt's memory |")
+    print("|---|---:|---|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="zenml-oom-learning-") as tmp:
         results = _bench(Path(tmp), args.runs, args.memory)
     return 0 if all(r.run.status.value == "completed" for _, _, r in results) else 1
