@@ -54,3 +54,20 @@ def test_attempt_table_lists_every_attempt_and_steps_without_any() -> None:
     assert lines[2].endswith("...")  # long messages are cut
     assert "640Mi" in lines[3] and "succeeded" in lines[3]
     assert lines[4].split()[:2] == ["after", "-"] and "skipped" in lines[4]
+
+
+def test_attempt_table_says_where_a_learned_start_memory_came_from() -> None:
+    learned = "learned: succeeded at 1280Mi in run oom_demo-1"
+    rows = {
+        "train": [
+            {"attempt": 1, "memory_request": "1280Mi", "memory_limit": "1280Mi",
+             "outcome": "succeeded", "exit_code": 0, "memory_source": learned},
+        ],
+        "evaluate": [
+            {"attempt": 1, "memory_request": "320Mi", "memory_limit": "320Mi",
+             "outcome": "succeeded", "exit_code": 0, "memory_source": "initial_memory='320Mi'"},
+        ],
+    }  # fmt: skip
+    lines = format_attempt_table(rows).splitlines()
+    assert lines[-1] == f"train started at 1280Mi: {learned}"
+    assert not any(line.startswith("evaluate started") for line in lines)  # the policy's own

@@ -90,6 +90,10 @@ class OOMKubernetesOrchestratorSettings(KubernetesOrchestratorSettings):
     pending_timeout_seconds: float | None = Field(
         default=None, description=_describe("pending_timeout_seconds")
     )
+    learn_start_memory: bool | None = Field(
+        default=None, description=_describe("learn_start_memory")
+    )
+    learning_window: int | None = Field(default=None, description=_describe("learning_window"))
 
     @model_validator(mode="before")
     @classmethod

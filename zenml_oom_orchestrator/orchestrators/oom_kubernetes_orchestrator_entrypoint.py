@@ -42,6 +42,7 @@ from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     OOMKubernetesOrchestrator,
 )
 from zenml_oom_orchestrator.orchestrators.retry_budget import user_retry_config
+from zenml_oom_orchestrator.orchestrators.run_history import learned_starts
 from zenml_oom_orchestrator.orchestrators.step_pods import (
     StepPodContext,
     step_pod_template,
@@ -208,14 +209,21 @@ def main() -> None:
             oidc_claims=client.active_user.oidc_claims,
             workspace_user_id=str(client.active_user.id),
         )
+        policies = {
+            name: orchestrator.step_policy(name, step)
+            for name, step in snapshot.step_configurations.items()
+        }
+        # Once per run: what the pipeline's last runs say each step needs (run_history.py).
+        learned = learned_starts(client, snapshot, pipeline_run.id, policies)
         steps = [
             StepSpec(
                 name=name,
                 pod_template=step_pod_template(ctx, name),
-                policy=orchestrator.step_policy(name, step),
+                policy=policies[name],
                 upstream=list(step.spec.upstream_steps),
                 app_retry=AppRetryConfig.from_zenml(user_retry_config(step)),
                 resource_memory=step.config.resource_settings.memory,
+                learned=learned.get(name),
             )
             for name, step in snapshot.step_configurations.items()
         ]

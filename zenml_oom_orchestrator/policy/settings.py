@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ..quantity import QuantityError, format_memory, is_whole_bytes, memory_bytes
 
-__all__ = ["DEFAULT_MEMORY", "OOMPolicy", "SigkillMeaning"]
+__all__ = ["DEFAULT_MEMORY", "MAX_LEARNING_WINDOW", "OOMPolicy", "SigkillMeaning"]
 
 # The start memory when neither the policy, ResourceSettings nor pod settings give one.
 DEFAULT_MEMORY = "1Gi"
@@ -24,6 +24,9 @@ DEFAULT_MEMORY = "1Gi"
 ZENML_DEFAULT_REQUEST = "400Mi"
 
 SigkillMeaning = Literal["infrastructure", "oom", "app_error"]
+# How many past runs learning may look at: each is read once per run, so this bounds the cost.
+MAX_LEARNING_WINDOW = 100
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
 class OOMPolicy(BaseModel):
@@ -85,6 +88,19 @@ class OOMPolicy(BaseModel):
         "for a cluster autoscaler.",
     )
 
+    learn_start_memory: bool = Field(
+        default=True,
+        description="Start a step at the memory it last succeeded with in a recent run of the "
+        "same pipeline, when that is more than its start above (clamped to max_memory and the "
+        "largest node), so a step that needed OOM retries last time does not repeat them. "
+        "False: always start at the policy's start.",
+    )
+    learning_window: int = Field(
+        default=10,
+        description="How many of the pipeline's most recent finished runs learn_start_memory "
+        f"looks at for the step's last success (1 to {MAX_LEARNING_WINDOW}).",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
@@ -108,6 +124,29 @@ class OOMPolicy(BaseModel):
             raise ValueError(
                 f"{info.field_name}={value!r} is negative; use 0 to disable these retries or a "
                 "positive count"
+            )
+        return value
+
+    @field_validator("learn_start_memory", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        # pydantic's own message would not name the field where the flavor reports it.
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in _TRUE | _FALSE:
+            return value if isinstance(value, bool) else text in _TRUE
+        raise ValueError(
+            f"learn_start_memory={value!r} is not true or false; use False to always start at "
+            "the policy's start, True (the default) to start where the last runs succeeded"
+        )
+
+    @field_validator("learning_window")
+    @classmethod
+    def _window(cls, value: int) -> int:
+        if not 1 <= value <= MAX_LEARNING_WINDOW:
+            raise ValueError(
+                f"learning_window={value!r} is outside 1 to {MAX_LEARNING_WINDOW}; give a "
+                "number of recent runs such as 10 (to turn learning off, set "
+                "learn_start_memory=False)"
             )
         return value
 

@@ -167,7 +167,7 @@ class Engine:
         """Set the next attempt's memory (the start memory for attempt 1); False if the step
         was failed instead, because no node could ever hold it."""
         try:
-            st.next_request, st.next_limit = next_memory(
+            st.next_request, st.next_limit, st.next_source = next_memory(
                 st.spec, st.next_number, st.next_request, st.next_limit, self.largest_node()
             )
         except PolicyError as err:  # refused before any pod exists
@@ -219,6 +219,7 @@ class Engine:
             memory_limit=st.next_limit,
             budget=st.next_budget,  # type: ignore[arg-type]
             started_at=started,
+            memory_source=st.next_source,
         )
         st.current_pod, st.status, st.waiting_reported = name, StepStatus.PENDING, False
         st.message = f"attempt {number} {'adopted' if adopted else 'created'}: pod {name}"
