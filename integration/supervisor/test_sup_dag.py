@@ -111,10 +111,7 @@ def test_stop_deletes_in_flight_keeps_finished_then_ttl_and_owner_cascade(
         cluster_namespace,
         {
             "metadata": {"name": "orchestrator"},
-            "spec": {
-                "containers": [{"name": "main", "image": "x", "command": ["sleep", "60"]}],
-                "terminationGracePeriodSeconds": 2,
-            },
+            "spec": {"containers": [{"name": "main", "image": "x", "command": ["sleep", "60"]}]},
         },
     )
     owner = {
