@@ -34,7 +34,10 @@ def template(code: str, image: str = "python:3.11") -> dict[str, Any]:
     return {
         "metadata": {"labels": {"team": "tests"}},
         "spec": {
-            "containers": [{"name": "main", "image": image, "command": ["python", "-c", code]}]
+            "containers": [{"name": "main", "image": image, "command": ["python", "-c", code]}],
+            # The command is the container's PID 1 and has no SIGTERM handler: a deleted
+            # attempt lives until SIGKILL at the end of its grace, so keep that short.
+            "terminationGracePeriodSeconds": 2,
         },
     }
 

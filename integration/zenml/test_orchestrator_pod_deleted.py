@@ -49,12 +49,16 @@ def test_orchestrator_pod_deleted_mid_run_next_pod_finishes_it(
 ) -> None:
     api = k8s_config.new_client_from_config(config_file=str(small_cluster.kubeconfig_path))
     core, batch = k8s.CoreV1Api(api), k8s.BatchV1Api(api)
+    previous = Client().active_stack_model.id
     Client().activate_stack(oom_stack)
     settings = {
         "docker": no_build_docker_settings(),
         "orchestrator": {"initial_memory": "400Mi", "synchronous": False},
     }
-    run = early_then_long.with_options(settings=settings)(sleep_seconds=20)
+    try:
+        run = early_then_long.with_options(settings=settings)(sleep_seconds=20)
+    finally:
+        Client().activate_stack(previous)  # later tests build snapshots on the default stack
     assert run is not None
 
     def sleeping() -> bool:
