@@ -54,12 +54,51 @@ def pod_progress(pod: Mapping[str, Any]) -> tuple[str, int, str, str] | None:
     )
     status = pod.get("status") or {}
     state = str(status.get("phase") or "Pending")
+    if state == "Pending":
+        state += _unscheduled(status)
     for container in status.get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated")
         if terminated:
             state = str(terminated.get("reason") or f"exit {terminated.get('exitCode')}")
         break
     return step, int(labels[naming.LABEL_ATTEMPT]), str(limit), state
+
+
+# What `zenml login --local` imports: ZenML's "server" extra (which includes "local", the
+# SQL store). A plain `pip install zenml-oom-orchestrator` has neither.
+SERVER_MODULES = ("fastapi", "uvicorn", "jwt", "multipart", "sqlalchemy", "sqlmodel", "alembic")
+
+
+def missing_server_modules() -> list[str]:
+    """The modules of ZenML's server extra that cannot be imported here."""
+    import importlib
+
+    missing = []
+    for module in SERVER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    return missing
+
+
+def require_server_extra() -> None:
+    """Refuse before anything starts when the local ZenML server could not run."""
+    missing = missing_server_modules()
+    if missing:
+        raise click.ClickException(
+            "the demo runs a local ZenML server, which needs ZenML's server extra (missing: "
+            f"{', '.join(missing)}). Install it with: pip install -e '.[server]'"
+        )
+
+
+def _unscheduled(status: Mapping[str, Any]) -> str:
+    """`` (Unschedulable: 0/1 nodes are available: 1 Insufficient memory.)`` while the
+    scheduler cannot place the pod, as `kubectl describe pod` says it; else empty."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return f" ({condition.get('reason')}: {condition.get('message')})"
+    return ""
 
 
 class ProgressPrinter:
@@ -153,6 +192,7 @@ def demo(memory: str, keep: bool) -> None:
             f"{EXAMPLES / 'oom_pipeline.py'} not found: run the demo from a clone of the "
             "repository (pip install -e .)"
         )
+    require_server_extra()
     tmp = Path(tempfile.mkdtemp(prefix="zenml-oom-demo-"))
     # SIGTERM unwinds like Ctrl+C, so the cluster, its pods and the server are stopped too.
     previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -216,6 +216,7 @@ def main() -> None:
             if orchestrator.config.skip_owner_references
             else _owner(core_api, pod_name, namespace),
             name_prefix=snapshot.pipeline_configuration.name,
+            orchestrator_pod=pod_name,
             finished_ttl_seconds=settings.ttl_seconds_after_finished,
         )
         observer = ZenMLObserver(
