@@ -119,27 +119,6 @@ class ProgressPrinter:
             self.echo(f"  {elapsed:6.1f}s  {step:<12} attempt {attempt}  {limit:>7}  {state}")
 
 
-def _run_config(path: Path) -> Path:
-    """No image build or code upload: the local cluster runs this Python, and the pods import
-    the example from the examples folder."""
-    import yaml
-
-    from .testing.stack import no_build_docker_settings
-
-    env = [{"name": "PYTHONPATH", "value": str(EXAMPLES)}]
-    config = {
-        "settings": {
-            "docker": no_build_docker_settings().model_dump(exclude_defaults=True),
-            "orchestrator": {
-                "pod_settings": {"env": env},
-                "orchestrator_pod_settings": {"env": env},
-            },
-        }
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @contextlib.contextmanager
 def _step(number: int, text: str) -> Iterator[None]:
     click.secho(f"[{number}/5] {text}...", bold=True)
@@ -212,8 +191,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _demo(tmp: Path, memory: str) -> int:
+    from . import local_stack as stack
     from .localcluster.cluster import LocalCluster
-    from .testing import stack
     from .testing.zenml_server import local_zen_server
 
     with contextlib.ExitStack() as cleanup:
@@ -229,9 +208,8 @@ def _demo(tmp: Path, memory: str) -> int:
             assert cluster.store is not None and cluster.kubeconfig_path is not None
             cluster.store.create("namespaces", {"metadata": {"name": stack.NAMESPACE}})
             stack.use_kubeconfig(cluster.kubeconfig_path)
-        with _step(3, "Registering the oom_kubernetes flavor and a stack"):
-            server.cli("orchestrator", "flavor", "register", stack.FLAVOR_SOURCE)
-            stack.register_stack(STACK, STACK, "oom_kubernetes")
+        with _step(3, "Registering the oom_kubernetes flavor and a stack (zenml-oom local-stack)"):
+            stack.register_local_stack(STACK)
             from zenml.client import Client
 
             stack_id = str(Client().get_stack(STACK).id)
@@ -247,7 +225,6 @@ def _demo(tmp: Path, memory: str) -> int:
             **DEFAULT_ENV,
             "KUBECONFIG": str(cluster.kubeconfig_path),
             "ZENML_ACTIVE_STACK_ID": stack_id,
-            "ZENML_OOM_RUN_CONFIG": str(_run_config(tmp / "run-config.yaml")),
         }
         returncode = _run_pipeline(env, log_path, cluster, stack.NAMESPACE)
         click.secho("[5/5] Result", bold=True)
