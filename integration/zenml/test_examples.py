@@ -56,10 +56,17 @@ class ReadmeSetup:
 
 @pytest.fixture(scope="module")
 def readme(
-    zenml_server: LocalZenServer, tmp_path_factory: pytest.TempPathFactory
+    zenml_server: LocalZenServer, flavor_registered: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ReadmeSetup]:
     """`zenml-oom cluster up --kubeconfig F` in its own "terminal" (no ZenML variables of this
-    session), then `zenml-oom local-stack --kubeconfig F` against the session's server."""
+    session), then `zenml-oom local-stack --kubeconfig F` against the session's server.
+
+    The flavor is registered first by the session (`zenml orchestrator flavor register`, which
+    refuses a second time); `local-stack` registers it itself on a server without it (the demo
+    test sees that). `local-stack` activates its stack in the session's ZenML config: the stack
+    active before is restored afterwards, for the other modules of the session.
+    """
+    active_before = Client().active_stack_model.id
     tmp = tmp_path_factory.mktemp("readme")
     kubeconfig = tmp / "kubeconfig"
     terminal = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "KUBECONFIG"))}
@@ -84,6 +91,7 @@ def readme(
         setup.stack_output = registered.stdout
         yield setup
     finally:
+        Client().activate_stack(active_before)
         cluster.send_signal(signal.SIGINT)
         try:
             cluster.wait(timeout=60)

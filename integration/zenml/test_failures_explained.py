@@ -25,12 +25,16 @@ pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
 def test_a_step_no_node_can_hold_fails_the_synchronous_run_with_its_reason(
     oom_stack: str, small_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    Client().activate_stack(oom_stack)
     # 4Gi on the 2Gi node: it can never be scheduled. No Docker settings: the local stack
     # needs none.
     settings = {"orchestrator": OOMKubernetesOrchestratorSettings(initial_memory="4Gi")}
-    with pytest.raises(PipelineRunFailedError) as failed:
-        over_the_cap.with_options(settings=settings)(mib=10)
+    active_before = Client().active_stack_model.id
+    Client().activate_stack(oom_stack)
+    try:
+        with pytest.raises(PipelineRunFailedError) as failed:
+            over_the_cap.with_options(settings=settings)(mib=10)
+    finally:  # test_store_sync, next in the session, compiles on the active stack
+        Client().activate_stack(active_before)
     out = capsys.readouterr().out
     print(out)
     why = failed.value.failed_steps["greedy"]
