@@ -54,3 +54,14 @@ def test_attempt_table_lists_every_attempt_and_steps_without_any() -> None:
     assert lines[2].endswith("...")  # long messages are cut
     assert "640Mi" in lines[3] and "succeeded" in lines[3]
     assert lines[4].split()[:2] == ["after", "-"] and "skipped" in lines[4]
+
+
+def test_a_long_message_is_shortened_at_a_word_and_a_step_without_attempts_says_why() -> None:
+    words = "step 'train' was OOM-killed on attempt 1 with 320Mi (exit 137, OOMKilled); retrying"
+    rows = [{"attempt": 1, "outcome": "oom_killed", "message": words}]
+    why = "step 'big': the step starts with 4Gi from initial_memory, but the largest node has 2Gi"
+    table = format_attempt_table({"train": rows, "big": []}, {"big": "failed"}, {"big": why})
+    train, big = table.splitlines()[2:]
+    shown = train[train.index("step 'train'") :]
+    assert shown.endswith(" ...") and words.startswith(shown.removesuffix(" ...") + " ")
+    assert "failed" in big and "the step starts with 4Gi" in big

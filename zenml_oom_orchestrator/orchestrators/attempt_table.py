@@ -28,7 +28,9 @@ def _cell(row: Mapping[str, Any], column: str) -> str:
         value = row.get(column)
     text = "-" if value is None or value == "" else " ".join(str(value).split())
     if column == "message" and len(text) > MESSAGE_WIDTH:
-        text = text[: MESSAGE_WIDTH - 3] + "..."
+        # Shortened at a word and marked; the whole message is in `zenml-oom explain`.
+        cut = text[: MESSAGE_WIDTH - 4]
+        text = (cut.rsplit(" ", 1)[0] if " " in cut else cut) + " ..."
     return text
 
 
