@@ -20,6 +20,9 @@ Sizes come from the environment, so tests and small machines can scale them:
   own ~150 MiB, so that a first attempt dies in the step's allocation, not in ZenML's import);
 - ``OOM_DEMO_CAP``: ``max_memory`` (default ``4Gi``);
 - ``OOM_DEMO_HOLD_SECONDS``: how long each step holds its memory (default 2);
+- ``OOM_DEMO_PIPELINE``: the pipeline's name (default ``oom_demo``). A run starts each step at
+  the memory it succeeded with in the last runs of the same pipeline (``learn_start_memory``),
+  so the second run of ``oom_demo`` has no OOM kill;
 - ``ZENML_OOM_RUN_CONFIG``: a ZenML run config YAML, e.g. the step image (see
   ``integration/minikube/run-demo.sh``).
 """
@@ -37,6 +40,7 @@ SIZES_MIB = [int(s) for s in os.environ.get("OOM_DEMO_SIZES_MIB", "150,600,1200"
 START = os.environ.get("OOM_DEMO_START", "512Mi")
 CAP = os.environ.get("OOM_DEMO_CAP", "4Gi")
 HOLD_SECONDS = float(os.environ.get("OOM_DEMO_HOLD_SECONDS", "2"))
+PIPELINE_NAME = os.environ.get("OOM_DEMO_PIPELINE", "oom_demo")
 
 
 @step
@@ -52,6 +56,7 @@ def evaluate() -> str:
 
 
 @pipeline(
+    name=PIPELINE_NAME,
     enable_cache=False,
     # The pipeline-wide policy: every step starts at START and may grow to CAP.
     settings={

@@ -71,7 +71,10 @@ def _error(**kwargs: Any) -> str:
     ("kwargs", "must_mention"),
     [
         ({"memory_multiplier": 0.5}, ["memory_multiplier", "0.5", "below 1"]),
-        ({"memory_multiplier": float("nan")}, ["memory_multiplier", "nan"]),
+        ({"memory_multiplier": float("nan")}, ["memory_multiplier=nan is not a number"]),
+        ({"memory_multiplier": float("inf")}, ["memory_multiplier=inf is infinite"]),
+        ({"initial_memory": "100m"}, ["'100m' is a fraction of a byte", "'100Mi' or '100M'"]),
+        ({"max_memory": "1.5"}, ["max_memory='1.5' is not a whole number of bytes"]),
         ({"memory_multiplier": 1000}, ["memory_multiplier", "1000"]),
         ({"max_oom_retries": -1}, ["max_oom_retries", "-1", "negative"]),
         ({"max_infrastructure_retries": -2}, ["max_infrastructure_retries", "-2", "negative"]),
@@ -90,6 +93,10 @@ def _error(**kwargs: Any) -> str:
         ({"pending_timeout_seconds": -5}, ["pending_timeout_seconds", "-5"]),
         ({"sigkill_without_reason": "ignore"}, ["sigkill_without_reason", "ignore"]),
         ({"max_oom_retrys": 5}, ["max_oom_retrys", "5", "did you mean 'max_oom_retries'"]),
+        ({"learning_window": 0}, ["learning_window", "0", "learn_start_memory=False"]),
+        ({"learning_window": 101}, ["learning_window", "101", "1 to 100"]),
+        ({"learn_start_memory": "maybe"}, ["learn_start_memory", "'maybe'", "True", "False"]),
+        ({"learn_start_memry": False}, ["learn_start_memry", "did you mean 'learn_start_memory'"]),
         ({"colour": "blue"}, ["colour", "blue", "known settings"]),
     ],
 )
@@ -97,6 +104,7 @@ def test_bad_policy_names_field_and_value(kwargs: dict[str, Any], must_mention: 
     message = _error(**kwargs)
     for text in must_mention:
         assert text in message, f"{text!r} not in {message}"
+    assert "below 1" not in message or kwargs.get("memory_multiplier") == 0.5
 
 
 def test_policy_is_frozen() -> None:
@@ -323,3 +331,11 @@ def test_retries_used_counts_per_budget() -> None:
     assert retries_used(attempts, "oom") == 1
     assert retries_used(attempts, "app") == 0
     assert retries_used([], "oom") == 0
+
+
+def test_learning_is_on_by_default_and_reads_cli_strings() -> None:
+    policy = OOMPolicy()
+    assert policy.learn_start_memory is True and policy.learning_window == 10
+    # `zenml orchestrator register --learn_start_memory=False` passes a string.
+    assert OOMPolicy(learn_start_memory="False").learn_start_memory is False  # type: ignore[arg-type]
+    assert OOMPolicy(learn_start_memory="true").learn_start_memory is True  # type: ignore[arg-type]

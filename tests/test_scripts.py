@@ -1,4 +1,5 @@
-"""The minikube scripts: shellcheck-clean, and the RBAC files agree with the package's.
+"""The minikube and real-tier scripts: shellcheck-clean, and the RBAC files agree with the
+package's.
 
 Our CI cannot run minikube, so these checks are what keeps the scripts honest between manual
 runs: shell errors, and RBAC that drifted from what the code needs.
@@ -19,6 +20,8 @@ from zenml_oom_orchestrator import rbac
 ROOT = Path(__file__).resolve().parents[1]
 MINIKUBE = ROOT / "integration" / "minikube"
 SCRIPTS = sorted(MINIKUBE.glob("*.sh"))
+# integration/realcluster: up.sh, down.sh, build.sh and the pieces they run (lib/)
+REALCLUSTER_SCRIPTS = sorted((ROOT / "integration" / "realcluster").rglob("*.sh"))
 
 
 def test_there_are_scripts_and_they_are_executable() -> None:
@@ -30,7 +33,8 @@ def test_there_are_scripts_and_they_are_executable() -> None:
         "down.sh",
         "all.sh",
     }
-    for script in SCRIPTS:
+    assert {p.name for p in REALCLUSTER_SCRIPTS} >= {"build.sh", "up.sh", "down.sh"}
+    for script in SCRIPTS + REALCLUSTER_SCRIPTS:
         if script.name != "common.sh":  # sourced, not run
             assert os.access(script, os.X_OK), f"{script.name} is not executable"
 
@@ -42,7 +46,7 @@ def test_scripts_are_shellcheck_clean() -> None:
             pytest.fail("shellcheck is not installed; .ci/run installs it with apt")
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
     proc = subprocess.run(
-        [shellcheck, "-x", *map(str, SCRIPTS)],
+        [shellcheck, "-x", *map(str, SCRIPTS + REALCLUSTER_SCRIPTS)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -132,4 +132,4 @@ def explain(run_ref: str, step: str | None) -> None:
     if not chosen:
         names = ", ".join(f.name for f in facts)
         raise click.ClickException(f"Run `{run.name}` has no step {step!r}; its steps: {names}.")
-    click.echo(explain_step(chosen[0]))
+    click.echo(explain_step(chosen[0], run.status.value))

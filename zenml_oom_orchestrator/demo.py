@@ -10,6 +10,7 @@ directory removed, whatever happens.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,10 @@ from typing import Any
 
 import click
 
+from .localcluster.options import check_memory
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ENV_NO_ZENML_COLOURS = "ZENML_LOGGING_COLORS_DISABLED"  # zenml.constants, not imported yet
 PIPELINE_NAME = "oom_demo"  # the @pipeline in examples/oom_pipeline.py
 STACK = "oom-demo"
 # The demo's sizes: one step fits, one needs one retry, one needs two (see the example).
@@ -110,13 +114,20 @@ class ProgressPrinter:
         self.seen: dict[tuple[str, int], str] = {}
 
     def update(self, pods: list[Mapping[str, Any]]) -> None:
-        rows = sorted(filter(None, map(pod_progress, pods)))
-        for step, attempt, limit, state in rows:
+        # In the order the cluster recorded the changes (resourceVersion), not by name: a
+        # step that started after another finished must print after it.
+        ordered = sorted(pods, key=_resource_version)
+        for step, attempt, limit, state in filter(None, map(pod_progress, ordered)):
             if self.seen.get((step, attempt)) == state:
                 continue
             self.seen[(step, attempt)] = state
             elapsed = time.monotonic() - self.started
             self.echo(f"  {elapsed:6.1f}s  {step:<12} attempt {attempt}  {limit:>7}  {state}")
+
+
+def _resource_version(pod: Mapping[str, Any]) -> int:
+    version = str((pod.get("metadata") or {}).get("resourceVersion") or "0")
+    return int(version) if version.isdigit() else 0
 
 
 @contextlib.contextmanager
@@ -156,7 +167,8 @@ def _run_pipeline(env: dict[str, str], log_path: Path, cluster: Any, namespace: 
     "--memory",
     default="6Gi",
     show_default=True,
-    help="Allocatable memory of the local cluster's node.",
+    callback=check_memory,
+    help="Allocatable memory of the local cluster's node: whole bytes from 256Mi to 64Ti.",
 )
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (logs, ZenML config).")
 def demo(memory: str, keep: bool) -> None:
@@ -172,6 +184,10 @@ def demo(memory: str, keep: bool) -> None:
             "repository (pip install -e .)"
         )
     require_server_extra()
+    if plain_output(os.environ, sys.stdout):
+        # ZenML's log formatter reads this when ZenML is first imported (below, not yet).
+        os.environ[ENV_NO_ZENML_COLOURS] = "true"
+        click.get_current_context().color = False
     tmp = Path(tempfile.mkdtemp(prefix="zenml-oom-demo-"))
     # SIGTERM unwinds like Ctrl+C, so the cluster, its pods and the server are stopped too.
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -184,6 +200,12 @@ def demo(memory: str, keep: bool) -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(code)
+
+
+def plain_output(env: Mapping[str, str], stream: Any) -> bool:
+    """No colour when the output is not a terminal (a pipe, a log file) or NO_COLOR is set
+    (https://no-color.org): raw escape sequences are noise there."""
+    return bool(env.get("NO_COLOR")) or not getattr(stream, "isatty", lambda: False)()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

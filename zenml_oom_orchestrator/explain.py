@@ -131,10 +131,36 @@ def _advice(last: Mapping[str, Any]) -> tuple[str, list[str]]:
     return f"Its last attempt ended {outcome or 'without a recorded outcome'}.", []
 
 
-def explain_step(facts: StepFacts) -> str:
-    """A few lines: what happened to the step, why, and which setting would change it."""
+def learned_from(history: Sequence[Mapping[str, Any]]) -> str | None:
+    """``learned: succeeded at 2Gi in run X`` if the first attempt's memory was learned."""
+    source = str((history[0].get("memory_source") or "") if history else "")
+    return source if source.startswith("learned") else None
+
+
+def explain_step(facts: StepFacts, run_status: str | None = None) -> str:
+    """A few lines: what happened to the step, why, and which setting would change it.
+
+    ``run_status`` "stopped" means someone stopped the run: nothing upstream needs fixing.
+    """
+    text = _explain_step(facts, run_status)
+    learned = learned_from(facts.history)
+    if learned:
+        first = facts.history[0].get("memory_limit")
+        text += (
+            f"\nIt started at {first} because of earlier runs ({learned}); "
+            "learn_start_memory=False turns that off."
+        )
+    return text
+
+
+def _explain_step(facts: StepFacts, run_status: str | None) -> str:
     name, history = facts.name, list(facts.history)
     if facts.status is None:
+        if run_status == "stopped":
+            waited = ", ".join(f"`{u}`" for u in facts.failed_upstream)
+            return f"Step `{name}` never started: the run was stopped before it could" + (
+                f" (it was waiting for {waited})." if waited else "."
+            )
         if facts.failed_upstream:
             upstream = ", ".join(f"`{u}`" for u in facts.failed_upstream)
             return (
@@ -149,8 +175,8 @@ def explain_step(facts: StepFacts) -> str:
         text = f"Step `{name}` completed on attempt {len(history)} with {history[-1].get('memory_limit')}."
         if len(history) > 1:
             text += (
-                f" It needed {len(history) - 1} retries ({_limits(history)}). To start there and "
-                "skip the failed attempts next time:\n"
+                f" It needed {len(history) - 1} retries ({_limits(history)}). The next run "
+                "starts it there (learn_start_memory, on by default); to always start there:\n"
                 + _setting(f'initial_memory="{history[-1].get("memory_limit")}"')
             )
         return text
@@ -185,7 +211,9 @@ def explain_run(
     """
     order = {"failed": 0, "stopped": 1, "skipped": 1, None: 2}
     interesting = [
-        s for s in steps if s.status not in ("completed", "cached") or len(s.history) > 1
+        s
+        for s in steps
+        if s.status not in ("completed", "cached") or len(s.history) > 1 or learned_from(s.history)
     ]
     interesting.sort(key=lambda s: order.get(s.status, 3))
     head = f"Run `{run_name}` is {run_status}."
@@ -201,4 +229,4 @@ def explain_run(
         )
     if not interesting:
         return head + " Every step completed on its first attempt."
-    return "\n\n".join([head, *(explain_step(s) for s in interesting)])
+    return "\n\n".join([head, *(explain_step(s, run_status) for s in interesting)])

@@ -22,6 +22,7 @@ __all__ = [
     "QuantityError",
     "format_memory",
     "format_quantity",
+    "is_whole_bytes",
     "memory_bytes",
     "parse_quantity",
     "round_up_mi",
@@ -144,6 +145,20 @@ def memory_bytes(value: str | int | Fraction | Decimal) -> int:
     if amount < 0:
         raise QuantityError(f"invalid memory {value!r}: memory cannot be negative")
     return math.ceil(amount)
+
+
+def is_whole_bytes(value: str) -> bool:
+    """Whether a memory string names a whole number of bytes ("100m" is a tenth of one).
+
+    Kubernetes accepts such a request and rounds it up; a policy setting refuses it, because
+    nobody means 0.1 byte. Raises :class:`QuantityError` for a string that is not memory.
+    """
+    if _ZENML_RE.match(value.strip()):
+        return True
+    try:
+        return parse_quantity(value).denominator == 1
+    except QuantityError:
+        raise QuantityError(f"invalid memory {value!r}: expected {ACCEPTED_MEMORY_FORMS}") from None
 
 
 def round_up_mi(n_bytes: int | Fraction) -> int:

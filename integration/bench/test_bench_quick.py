@@ -33,4 +33,8 @@ def test_bench_quick_prints_every_figure_for_both_clients() -> None:
     assert re.search(rf"requests per in-flight step-minute: {number}", out), out
     assert re.search(r"RSS MiB by attempts finished: (\d+:\d+\s*){3,}", out), out
     assert re.search(rf"growth [+-]{number}%", out), out
-    assert "== targets" in out and out.count("[met]") + out.count("[MISSED]") >= 5
+    assert "== targets" in out and out.count("[met]") + out.count("[MISSED]") >= 4
+    # The request ratio is not judged at 2 s attempts, and the line says why (README claim).
+    ratio = re.search(r"^\s+\[(met|n/a)\] 20 steps: requests per in-flight .*$", out, re.MULTILINE)
+    assert ratio, out
+    assert ratio.group(1) == "met" or "not judged with 2s attempts" in ratio.group(0)

@@ -16,7 +16,11 @@ import pytest
 from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
 from zenml_oom_orchestrator.testing.zenml_server import LocalZenServer, free_port
 
-pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
+pytestmark = [
+    pytest.mark.zenml,
+    pytest.mark.cluster,
+    pytest.mark.local_only("registers a stack against the local cluster it starts"),
+]
 
 SCRIPT = Path(__file__).resolve().with_name("register-stack.sh")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes import client as k8s
+
 from zenml_oom_orchestrator.supervisor import naming
 from zenml_oom_orchestrator.supervisor.testing import NEEDS, sim, start_supervisor
 
@@ -23,6 +25,23 @@ def step(name: str, template: dict[str, Any], *upstream: str, **policy: Any) -> 
         "upstream": list(upstream),
         "policy": {**POLICY, **policy},
     }
+
+
+class ApiReader:
+    """Reads like the local cluster's store (`list(kind, namespace, label_selector=)`), but
+    through the API server: what the tests that run on either cluster read with."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api_client = api_client
+        self.core = k8s.CoreV1Api(api_client)
+
+    def list(
+        self, kind: str, namespace: str, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        lister = {"pods": self.core.list_namespaced_pod, "events": self.core.list_namespaced_event}
+        found = lister[kind](namespace, label_selector=label_selector or "")
+        items = self.api_client.sanitize_for_serialization(found.items)
+        return items, found.metadata.resource_version
 
 
 def pods_of(store: Any, namespace: str, run_id: str) -> list[dict[str, Any]]:

@@ -18,7 +18,10 @@ from rel_helpers import sim, step
 
 from zenml_oom_orchestrator.supervisor.__main__ import main as supervisor_main
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.local_only("proves no request reached the local API server by its counters"),
+]
 
 CASES: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
     # (id, step overrides, run overrides, words the error must contain)

@@ -17,7 +17,10 @@ from zenml_oom_orchestrator.localcluster.testing import wait_for
 from zenml_oom_orchestrator.outcome import OutcomeKind
 from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepStatus, Supervisor
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.local_only("stops the local kubelet and deletes pods in its store"),
+]
 RUN = "nodeloss"
 MI = 2**20
 

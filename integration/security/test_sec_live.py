@@ -17,7 +17,10 @@ from zenml_oom_orchestrator import rbac
 from zenml_oom_orchestrator.localcluster.kubelet.simulated import ANNOTATION
 from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepStatus, Supervisor, naming
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.local_only("checks every request against the Role at the local API server"),
+]
 
 HOSTILE_STEPS = [
     "Train Model ünïcödé 🚀",

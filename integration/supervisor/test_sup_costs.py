@@ -14,7 +14,10 @@ from zenml_oom_orchestrator.policy import AppRetryConfig, OOMPolicy
 from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepSpec, Supervisor
 from zenml_oom_orchestrator.supervisor.testing import NEEDS, sim
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.local_only("counts the requests the local API server served"),
+]
 ESCALATE = OOMPolicy(initial_memory="256Mi", memory_multiplier=2)
 READS = {"get", "list", "watch"}
 
@@ -23,7 +26,7 @@ def _writes(server: Any) -> Counter[tuple[str, str]]:
     return Counter({k: n for k, n in server.request_counts.items() if k[0] not in READS})
 
 
-def test_a_success_costs_one_write_a_failure_three(
+def test_a_success_costs_two_writes_a_failure_three(
     local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
 ) -> None:
     spec = RunSpec(
@@ -42,9 +45,10 @@ def test_a_success_costs_one_write_a_failure_three(
     spent = _writes(server) - before
     assert result.status is RunStatus.SUCCEEDED
     assert [len(s.attempts) for s in result.steps.values()] == [1, 1, 2]
-    # 4 attempts created; only the OOM-killed one has a result written on its pod and a
-    # decision Event; plus the run's one RunStarted marker Event. Successes write nothing.
-    assert spent == Counter({("create", "pods"): 4, ("patch", "pods"): 1, ("create", "events"): 2})
+    # 4 attempts created; the OOM-killed one has a result written on its pod; each judged
+    # attempt one Event holding its result (it outlives the pod); plus the run's one
+    # RunStarted marker Event. No pod is deleted: all of them ended by themselves.
+    assert spent == Counter({("create", "pods"): 4, ("patch", "pods"): 1, ("create", "events"): 5})
     # The informer holds no finished pod in full, only the names (for expiry at run end).
     assert sup.informer.items() == []
     assert len(sup.informer.names()) == 4

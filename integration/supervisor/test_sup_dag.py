@@ -28,6 +28,14 @@ def step(name: str, code: str = "print('ok')", upstream: tuple[str, ...] = ()) -
     return StepSpec(name=name, pod_template=template(code), upstream=list(upstream), policy=SMALL)
 
 
+def sleeper(name: str) -> StepSpec:
+    """A step that runs 60 s. Its Python, a container's PID 1, ignores SIGTERM, so a stopped
+    attempt lives until its grace period ends (30 s by default): 1 s here."""
+    spec = step(name, "import time; time.sleep(60)")
+    spec.pod_template["spec"]["terminationGracePeriodSeconds"] = 1
+    return spec
+
+
 def test_parallel_dag_with_a_failing_branch_leaves_every_step_terminal(
     k8s_api_client: Any, cluster_namespace: str
 ) -> None:
@@ -76,7 +84,7 @@ def test_fail_fast_stops_in_flight_and_skips_the_rest(
         namespace=cluster_namespace,
         failure_mode=FailureMode.FAIL_FAST,
         steps=[
-            step("slow", "import time; time.sleep(60)"),
+            sleeper("slow"),
             step("bad", "import time, sys; time.sleep(0.5); sys.exit(3)"),
             step("after_slow", upstream=("slow",)),
         ],
@@ -103,7 +111,7 @@ def test_fail_fast_stops_in_flight_and_skips_the_rest(
 
 
 def test_stop_deletes_in_flight_keeps_finished_then_ttl_and_owner_cascade(
-    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
+    k8s_api_client: Any, cluster_namespace: str
 ) -> None:
     core = k8s.CoreV1Api(k8s_api_client)
     # Stand-in for the supervisor's own pod: deleting it must remove every attempt.
@@ -111,7 +119,7 @@ def test_stop_deletes_in_flight_keeps_finished_then_ttl_and_owner_cascade(
         cluster_namespace,
         {
             "metadata": {"name": "orchestrator"},
-            "spec": {"containers": [{"name": "main", "image": "x", "command": ["sleep", "60"]}]},
+            "spec": template("import time; time.sleep(60)")["spec"],
         },
     )
     owner = {
@@ -126,7 +134,7 @@ def test_stop_deletes_in_flight_keeps_finished_then_ttl_and_owner_cascade(
         owner=owner,
         steps=[
             step("quick"),
-            step("long", "import time; time.sleep(60)"),
+            sleeper("long"),
             step("later", upstream=("long",)),
         ],
     )

@@ -51,14 +51,14 @@ def test_oom_escalates_256_512_1gi_and_succeeds_on_attempt_3(
         assert a.started_at and a.finished_at and a.finished_at >= a.started_at and a.node
 
     # What `kubectl describe` shows: one Event per decision, on each attempt's pod; a plain
-    # success is no decision and writes none (its pod's terminated status is its record).
+    # success is no decision: its Event only holds the result, which outlives the pod.
     events = events_by_pod(k8s_api_client, cluster_namespace)
     a1, a2, a3 = (pod_name("esc-ok", "train", n) for n in (1, 2, 3))
     assert [r for r, _ in events[a1]] == ["OOMRetry"]
     assert "retrying with 512Mi" in events[a1][0][1]
     assert [r for r, _ in events[a2]] == ["OOMRetry"]
     assert "retrying with 1Gi" in events[a2][0][1]
-    assert a3 not in events
+    assert events[a3] == [("Succeeded", "attempt 3 succeeded")]
 
     # The pods keep their facts: memory, previous outcome, and the result + decision.
     pods = {p.metadata.name: p for p in run_pods(k8s_api_client, cluster_namespace, "esc-ok")}
@@ -140,16 +140,15 @@ def test_app_error_is_never_escalated_and_follows_its_retry_config(
 
 
 def test_image_pull_failure_fails_fast_with_that_reason(
-    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
+    k8s_api_client: Any, cluster_namespace: str, unpullable_image: str
 ) -> None:
-    local_cluster.kubelet.fail_image_pulls("registry.invalid/sup-test/*")
     spec = RunSpec(
         run_id="esc-img",
         namespace=cluster_namespace,
         steps=[
             StepSpec(
                 name="pull",
-                pod_template=template("print(1)", image="registry.invalid/sup-test/nope:1"),
+                pod_template=template("print(1)", image=unpullable_image),
                 policy=OOMPolicy(initial_memory="64Mi"),
             ),
             StepSpec(name="next", pod_template=template("print(2)"), upstream=["pull"]),

@@ -13,7 +13,12 @@ from zenml_oom_orchestrator.outcome import OutcomeKind
 from zenml_oom_orchestrator.policy import OOMPolicy
 from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepSpec, StepStatus
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.local_only(
+        "evicts and loses pods and turns the node NotReady through the local kubelet"
+    ),
+]
 
 # Attempts 1 and 2 sleep (to be disrupted); attempt 3 finishes at once.
 SLEEPS_TWICE = "import os, time; os.environ['OOM_ATTEMPT'] in ('1', '2') and time.sleep(60)"

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.cluster
 ESCALATE = OOMPolicy(initial_memory="256Mi", memory_multiplier=2)
 
 
+@pytest.mark.local_only("injects faults into the local API server")
 def test_api_faults_and_watch_expiry_mid_run_still_end_right(
     local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
 ) -> None:
@@ -105,7 +106,7 @@ def test_create_is_idempotent_409_on_our_name_adopts(
 
 
 def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
-    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
+    cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
 ) -> None:
     run_id = "restart"
     # Each attempt of `grow` runs 1.5 s before allocating, so the kill lands mid-attempt and
@@ -134,7 +135,7 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
     )
     spec_file = tmp_path / "run.json"
     spec_file.write_text(spec.model_dump_json())
-    kubeconfig = local_cluster.kubeconfig_path
+    kubeconfig = cluster.kubeconfig_path
     core = k8s.CoreV1Api(k8s_api_client)
 
     first = start_supervisor(tmp_path, kubeconfig, spec_file, events=True, capture_stderr=False)
@@ -171,7 +172,7 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
     assert result["steps"]["last"]["status"] == "succeeded"
 
     # No duplicate and no lost attempt: exactly these pods; each failed one carries its
-    # result and one decision Event, each success only its own terminated status.
+    # result, and each attempt one Event holding its result (a decision or the success).
     pods = run_pods(k8s_api_client, cluster_namespace, run_id)
     expected = {pod_name(run_id, "grow", n) for n in (1, 2, 3)}
     expected |= {pod_name(run_id, "steady", 1), pod_name(run_id, "last", 1)}
@@ -182,8 +183,9 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
         if p.metadata.name not in failed:
             assert p.status.container_statuses[0].state.terminated.exit_code == 0
     events = events_by_pod(k8s_api_client, cluster_namespace)
-    assert {name: len(evs) for name, evs in events.items()} == dict.fromkeys(failed, 1)
+    assert {name: len(evs) for name, evs in events.items()} == dict.fromkeys(expected, 1)
     assert [r for r, _ in events[a2]] == ["OOMRetry"]
+    assert {n for n, evs in events.items() if evs[0][0] == "Succeeded"} == expected - failed
     markers = [
         e for e in core.list_namespaced_event(cluster_namespace).items if e.reason == "RunStarted"
     ]
@@ -198,7 +200,7 @@ def test_supervisor_killed_mid_run_and_restarted_finishes_without_duplicates(
 
 
 def test_attempt_lost_while_no_supervisor_runs_is_judged_on_restart(
-    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
+    cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path, lose_pod: Any
 ) -> None:
     run_id = "lost-while-down"
     code = "import os, time; os.environ['OOM_ATTEMPT'] == '1' and time.sleep(60)"
@@ -219,7 +221,7 @@ def test_attempt_lost_while_no_supervisor_runs_is_judged_on_restart(
     a1 = pod_name(run_id, "s", 1)
 
     first = start_supervisor(
-        tmp_path, local_cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
+        tmp_path, cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
     )
     wait_for(
         lambda: any(
@@ -233,10 +235,10 @@ def test_attempt_lost_while_no_supervisor_runs_is_judged_on_restart(
     )
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    local_cluster.kubelet.lose_pod(cluster_namespace, a1)  # gone, with no final status
+    lose_pod(cluster_namespace, a1)  # gone, with no final status
 
     second = start_supervisor(
-        tmp_path, local_cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
+        tmp_path, cluster.kubeconfig_path, spec_file, events=True, capture_stderr=False
     )
     assert second.wait(60) == 0
     result = json.loads((tmp_path / "result.json").read_text())

@@ -47,8 +47,13 @@ def test_register_and_update_with_policy_defaults(
             ["--initial_memory=8Gi", "--max_memory=4Gi"],
             ["initial_memory='8Gi'", "raise max_memory"],
         ),
+        # ZenML checks component keys before the flavor sees them, so no "did you mean" here
+        # (README, Troubleshooting); the policy settings in Python and YAML do suggest.
+        (["--max_memry=4Gi"], ["Invalid configuration keys ['max_memry']"]),
+        (["--memory_multiplier=nan"], ["memory_multiplier=nan is not a number"]),
+        (["--initial_memory=100m"], ["'100m' is a fraction of a byte", "'100Mi'"]),
     ],
-    ids=["multiplier", "quantity", "start-above-cap"],
+    ids=["multiplier", "quantity", "start-above-cap", "misspelt", "nan", "fraction"],
 )
 def test_register_refuses_a_policy_that_cannot_work(
     zenml_server: LocalZenServer, flavor_registered: str, args: list[str], expected: list[str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -52,6 +53,18 @@ def test_printer_prints_only_changes() -> None:
     ]
 
 
+def test_changes_seen_in_one_poll_print_in_the_order_they_happened() -> None:
+    """train_2 completed, then evaluate started: listed by name, evaluate would come first."""
+    lines: list[str] = []
+    printer = ProgressPrinter(echo=lines.append)
+    done = attempt_pod("train_2", 3, "2Gi", "Succeeded", "Completed")
+    done["metadata"]["resourceVersion"] = "41"
+    started = attempt_pod("evaluate", 1, "512Mi", "Running")
+    started["metadata"]["resourceVersion"] = "42"
+    printer.update([started, done])  # the store lists by name
+    assert [line.split()[1] for line in lines] == ["train_2", "evaluate"]
+
+
 def test_a_failed_demo_run_is_explained_before_the_server_goes(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -79,3 +92,24 @@ def test_a_pod_no_node_can_take_says_why_while_it_waits() -> None:
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
     ]
     assert pod_progress(pod)[3] == f"Pending (Unschedulable: {message})"
+
+
+def test_piped_or_no_color_output_has_no_escape_sequences() -> None:
+    """The demo's own log lines (the cluster's, through ZenML's formatter) when piped."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, os, sys\n"
+        "from zenml_oom_orchestrator import demo\n"
+        "if demo.plain_output(os.environ, sys.stdout):\n"
+        "    os.environ[demo.ENV_NO_ZENML_COLOURS] = 'true'\n"
+        "import zenml\n"
+        "logging.getLogger('zenml_oom_orchestrator.localcluster').info('memory cgroups: v1')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", demo.ENV_NO_ZENML_COLOURS)}
+    piped = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert "memory cgroups: v1" in piped.stdout + piped.stderr
+    assert "\x1b[" not in piped.stdout + piped.stderr
+    assert demo.plain_output({"NO_COLOR": "1"}, SimpleNamespace(isatty=lambda: True))
+    assert not demo.plain_output({}, SimpleNamespace(isatty=lambda: True))

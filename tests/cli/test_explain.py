@@ -113,3 +113,33 @@ def test_a_failed_run_where_no_step_started_blames_the_orchestrator() -> None:
     stopped = explain_run("r4", "stopped", steps)
     assert "orchestrator failed" not in stopped
     assert "`train` never started" in stopped
+
+
+def test_a_run_stopped_by_hand_says_stopped_not_fix_that_step() -> None:
+    steps = [
+        StepFacts("train", "stopped"),
+        StepFacts("evaluate", None, upstream=["train"], failed_upstream=["train"]),
+    ]
+    text = explain_run("r5", "stopped", steps)
+    assert "Step `train` was stopped." in text
+    assert "`evaluate` never started: the run was stopped before it could" in text
+    assert "Fix that step first" not in text
+
+
+def test_a_learned_start_is_explained_with_its_run_and_how_to_turn_it_off() -> None:
+    first = row(1, "1280Mi", "succeeded", exit_code=0)
+    first["memory_source"] = "learned: succeeded at 1280Mi in run oom_demo-1"
+    facts = StepFacts("train_2", "completed", [first])
+    text = explain_step(facts)
+    assert "completed on attempt 1 with 1280Mi" in text
+    assert "It started at 1280Mi because of earlier runs (learned: succeeded at 1280Mi in run " in (
+        text
+    )
+    assert "learn_start_memory=False" in text
+    # A run where every step completed at once still lists the learned ones.
+    whole = explain_run(
+        "r5",
+        "completed",
+        [facts, StepFacts("ok", "completed", [row(1, "1Gi", "succeeded", exit_code=0)])],
+    )
+    assert "`train_2`" in whole and "`ok`" not in whole

@@ -42,6 +42,33 @@ def test_component_defaults_apply_without_any_settings(
     assert (policy.max_memory, policy.memory_multiplier) == ("8Gi", 3.0)
 
 
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [("step", {"train": False}), ("pipeline", {"train": False}), ("none", {"train": True})],
+)
+def test_learning_is_on_by_default_and_can_be_turned_off_per_step_or_pipeline(
+    orchestrator: OOMKubernetesOrchestrator, level: str, expected: dict[str, bool]
+) -> None:
+    off = {"learn_start_memory": False}
+    step = compile_step(
+        orchestrator,
+        step_settings=off if level == "step" else None,
+        pipeline_settings=off if level == "pipeline" else None,
+    )
+    policy = orchestrator.step_policy("train", step)
+    assert {"train": policy.learn_start_memory} == expected
+    assert policy.learning_window == 10
+
+
+def test_learning_can_be_turned_off_on_the_component() -> None:
+    orchestrator = make_orchestrator(learn_start_memory=False, learning_window=3)
+    policy = orchestrator.step_policy("train", compile_step(orchestrator))
+    assert (policy.learn_start_memory, policy.learning_window) == (False, 3)
+    # A step may turn it back on over the component's default.
+    step = compile_step(orchestrator, step_settings={"learn_start_memory": True})
+    assert orchestrator.step_policy("train", step).learn_start_memory is True
+
+
 def test_stock_kubernetes_settings_still_work(orchestrator: OOMKubernetesOrchestrator) -> None:
     step = compile_step(
         orchestrator,
@@ -81,6 +108,8 @@ def test_resource_settings_memory_is_accepted_as_the_start(
         ("memory_increment", "12 apples", "not a memory size"),
         ("pending_timeout_seconds", -5, "use 0"),
         ("sigkill_without_reason", "panic", "sigkill_without_reason"),
+        ("learning_window", 0, "learn_start_memory=False"),
+        ("learning_window", 500, "1 to 100"),
     ],
 )
 def test_invalid_value_refused_naming_field_value_and_fix(

@@ -65,3 +65,20 @@ def test_a_long_message_is_shortened_at_a_word_and_a_step_without_attempts_says_
     shown = train[train.index("step 'train'") :]
     assert shown.endswith(" ...") and words.startswith(shown.removesuffix(" ...") + " ")
     assert "failed" in big and "the step starts with 4Gi" in big
+
+
+def test_attempt_table_says_where_a_learned_start_memory_came_from() -> None:
+    learned = "learned: succeeded at 1280Mi in run oom_demo-1"
+    rows = {
+        "train": [
+            {"attempt": 1, "memory_request": "1280Mi", "memory_limit": "1280Mi",
+             "outcome": "succeeded", "exit_code": 0, "memory_source": learned},
+        ],
+        "evaluate": [
+            {"attempt": 1, "memory_request": "320Mi", "memory_limit": "320Mi",
+             "outcome": "succeeded", "exit_code": 0, "memory_source": "initial_memory='320Mi'"},
+        ],
+    }  # fmt: skip
+    lines = format_attempt_table(rows).splitlines()
+    assert lines[-1] == f"train started at 1280Mi: {learned}"
+    assert not any(line.startswith("evaluate started") for line in lines)  # the policy's own

@@ -26,7 +26,7 @@ def test_discovery_documents(api: Api) -> None:
     assert api.raw("GET", "/version")[2]["major"] == "1"
     assert api.raw("GET", "/api")[2]["versions"] == ["v1"]
     groups = {g["name"] for g in api.raw("GET", "/apis")[2]["groups"]}
-    assert groups == {"batch", "rbac.authorization.k8s.io"}
+    assert groups == {"authorization.k8s.io", "batch", "rbac.authorization.k8s.io"}
     core = {r["name"] for r in api.raw("GET", "/api/v1")[2]["resources"]}
     assert {"pods", "pods/status", "pods/log", "namespaces", "nodes", "events"} <= core
     assert {"secrets", "serviceaccounts", "nodes/status"} <= core
@@ -35,7 +35,12 @@ def test_discovery_documents(api: Api) -> None:
         "jobs/status",
     }
     rbac = api.raw("GET", "/apis/rbac.authorization.k8s.io/v1")[2]
-    assert {r["name"] for r in rbac["resources"]} == {"roles", "rolebindings"}
+    assert {r["name"] for r in rbac["resources"]} == {
+        "roles",
+        "rolebindings",
+        "clusterroles",
+        "clusterrolebindings",
+    }
     assert api.raw("GET", "/healthz")[:3:2] == (200, "ok")
     code, _, body = api.raw("GET", "/apis/apps/v1/namespaces/default/deployments")
     assert code == 404 and body["reason"] == "NotFound"

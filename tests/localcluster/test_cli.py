@@ -9,15 +9,18 @@ import signal
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from zenml_oom_orchestrator.cli import cli
 from zenml_oom_orchestrator.localcluster.cluster import TEMP_PREFIX
+from zenml_oom_orchestrator.localcluster.kubeconfig import lock_path
 from zenml_oom_orchestrator.localcluster.kubelet.cgroups import DEFAULT_PREFIX, find_mounts
 from zenml_oom_orchestrator.localcluster.testing import pids_with, wait_for
 
@@ -33,8 +36,55 @@ def test_help_and_bad_arguments() -> None:
     assert "--kubeconfig" in result.output and "--memory" in result.output
     result = runner.invoke(cli, ["cluster", "up", "--kubeconfig", "k", "--memory", "lots"])
     assert result.exit_code == 2 and "not a Kubernetes quantity" in result.output
+    assert "256Mi to 64Ti" in result.output  # what is accepted
     result = runner.invoke(cli, ["cluster", "up", "--memory", "1Gi"])
     assert result.exit_code == 2 and "--kubeconfig" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--memory", "-1Gi", "'-1Gi' is negative"),
+        ("--memory", "0", "'0' is zero"),
+        ("--memory", "100m", "'100m' is 0.1 bytes, not a whole number"),
+        ("--memory", "1e30", "'1e30' is 1000000000000000000000000000000 bytes, out of range"),
+        ("--memory", "128Mi", "out of range"),
+        ("--cpus", "nan", "'nan' is not a finite number"),
+        ("--cpus", "inf", "'inf' is not a finite number"),
+        ("--cpus", "0", "'0' is out of range"),
+        ("--cpus", "0.0001", "finer than 0.001 CPU"),
+        ("--cpus", "two", "'two' is not a number"),
+    ],
+)
+def test_every_option_is_refused_in_one_line_before_anything_starts(
+    tmp_path: Path, option: str, value: str, says: str
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    result = CliRunner().invoke(
+        cli, ["cluster", "up", "--kubeconfig", str(kubeconfig), f"{option}={value}"]
+    )
+    assert result.exit_code == 2, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and option in error[0] and says in error[0], result.output
+    assert "256Mi to 64Ti" in error[0] or "at most 1024" in error[0]  # what is accepted
+    assert not kubeconfig.exists() and not list(tmp_path.iterdir())  # nothing started
+
+
+def test_a_kubeconfig_that_cannot_be_written_is_refused_before_start(tmp_path: Path) -> None:
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    result = CliRunner().invoke(cli, ["cluster", "up", "--kubeconfig", str(folder)])
+    assert result.exit_code == 2 and "directory" in result.output
+    result = CliRunner().invoke(cli, ["cluster", "up", "--kubeconfig", "/proc/no/such"])
+    assert result.exit_code == 2 and "cannot create" in result.output, result.output
+
+
+def test_demo_refuses_a_bad_memory_before_starting_the_zenml_server() -> None:
+    result = CliRunner().invoke(cli, ["demo", "--memory", "lots"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--memory': 'lots' is not a Kubernetes quantity" in result.output
+    assert "Starting" not in result.output and "Traceback" not in result.output
+    assert len(result.output.splitlines()) == 4  # usage, hint, blank, the error
 
 
 def test_refuses_to_overwrite_a_kubeconfig_that_is_not_ours(tmp_path: Path) -> None:
@@ -148,6 +198,9 @@ def test_kubectl_get_describe_logs_delete_then_sigterm_leaves_nothing(up: Up) ->
     wait_for(lambda: "OOMKilled" in up.kubectl("get", "pods"), timeout=20, what="kubectl get pods")
     table = up.kubectl("get", "pods")
     assert "nap" in table and "Running" in table
+    # The phase follows the container's terminated state in a later update, as on a real
+    # kubelet: wait for both.
+    wait_for(lambda: "Failed" in up.kubectl("describe", "pod", "oom"), timeout=20, what="Failed")
     described = up.kubectl("describe", "pod", "oom")
     for expected in ("OOMKilled", "137", "256Mi", "Failed"):
         assert expected in described
@@ -174,6 +227,40 @@ def test_sigint_stops_it_cleanly(up: Up) -> None:
     assert not up.kubeconfig.exists() and not up.leftovers()
 
 
+def _version(kubeconfig_text: str) -> dict[str, Any]:
+    server = yaml.safe_load(kubeconfig_text)["clusters"][0]["cluster"]["server"]
+    with urllib.request.urlopen(f"{server}/version", timeout=10) as response:
+        return dict(json.load(response))
+
+
+def test_a_second_cluster_on_the_same_kubeconfig_is_refused_and_leaves_it_alone(up: Up) -> None:
+    first = up.kubeconfig.read_text()
+    second = subprocess.run(
+        [sys.executable, "-m", "zenml_oom_orchestrator.cli", "cluster", "up"]
+        + ["--kubeconfig", str(up.kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert f"in use by the local cluster of pid {up.proc.pid}" in second.stderr
+    assert "choose another --kubeconfig" in second.stderr
+    assert up.kubeconfig.read_text() == first  # neither overwritten nor deleted
+    assert _version(first)["gitVersion"]  # the first cluster still answers on it
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.proc.wait(30) == 0
+    assert not up.kubeconfig.exists() and not lock_path(up.kubeconfig).exists()
+
+
+def test_closed_output_pipe_then_ctrl_c_still_removes_the_kubeconfig(up: Up) -> None:
+    """`cluster up 2>&1 | head`, then Ctrl+C: head dies first, so every write after it fails."""
+    assert up.proc.stdout is not None
+    up.proc.stdout.close()
+    up.proc.send_signal(signal.SIGINT)
+    up.proc.wait(30)
+    assert not up.kubeconfig.exists() and not up.leftovers()
+
+
 @needs_kubectl
 def test_start_after_a_crash_cleans_what_the_crashed_run_left(up: Up) -> None:
     marker = f"crash-{secrets.token_hex(4)}"
@@ -186,11 +273,15 @@ def test_start_after_a_crash_cleans_what_the_crashed_run_left(up: Up) -> None:
     stale = up.leftovers()
     assert stale, "a SIGKILLed cluster leaves its temp dir and cgroups behind"
     assert up.kubeconfig.exists()
+    assert lock_path(up.kubeconfig).read_text().strip() == str(up.proc.pid)  # a stale lock
     again = Up(up.kubeconfig.parent)  # same kubeconfig path: ours, so it may be replaced
     try:
         assert not [p for p in stale if p.exists()]
         wait_for(lambda: not pids_with(marker), what="the stale pod process to be killed")
         assert "oom-local-node" in again.kubectl("get", "nodes")
+        assert lock_path(up.kubeconfig).read_text().strip() == str(again.proc.pid)
     finally:
         again.proc.terminate()
-        assert again.proc.wait(30) == 0
+        output, _ = again.proc.communicate(timeout=30)
+        assert again.proc.returncode == 0
+    assert f"Took over the lock left by pid {up.proc.pid}" in output

@@ -192,6 +192,8 @@ def test_lost_pod_counts_as_a_failure(
 def test_deadline_kills_the_running_pod(k8s_api_client: Any, cluster_namespace: str) -> None:
     marker = f"deadline-{secrets.token_hex(4)}"
     body = job_body("slow", sleeper(marker), activeDeadlineSeconds=1)
+    # The sleeper, as a container's PID 1, ignores SIGTERM: it dies at the end of its grace.
+    body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
     job = run_job(k8s_api_client, cluster_namespace, body, timeout=10)
     assert condition(job, "Failed")["reason"] == "DeadlineExceeded"
     wait_for(lambda: not pids_with(marker), what="the pod's process to be killed")

@@ -221,3 +221,94 @@ def test_get_watch(api: Api, kubectl: Kubectl) -> None:
         proc.terminate()
     out, _ = proc.communicate(timeout=10)
     assert "late" in out and "Pending" in out
+
+
+def test_generators_that_send_protobuf_create_what_they_say(api: Api, kubectl: Kubectl) -> None:
+    """kubectl 1.32 sends these as protobuf and does not fall back to JSON on a 415."""
+    assert "namespace/zenml created" in kubectl("create", "namespace", "zenml")
+    kubectl("create", "secret", "generic", "s", "--from-literal=a=b", "-n", "zenml")
+    kubectl("create", "serviceaccount", "robot", "-n", "zenml")
+    kubectl("create", "role", "r", "--verb=get,list", "--resource=pods", "-n", "zenml")
+    kubectl(
+        "create", "rolebinding", "rb", "--role=r", "--serviceaccount=zenml:robot", "-n", "zenml"
+    )
+    kubectl("create", "clusterrole", "cr", "--verb=list", "--resource=nodes")
+    kubectl("create", "clusterrolebinding", "crb", "--clusterrole=cr", "--user=bob")
+    assert api.store.get("secrets", "zenml", "s")["data"] == {"a": "Yg=="}
+    assert api.store.get("serviceaccounts", "zenml", "robot")["metadata"]["namespace"] == "zenml"
+    assert api.store.get("roles", "zenml", "r")["rules"] == [
+        {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}
+    ]
+    binding = api.store.get("rolebindings", "zenml", "rb")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "r",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "robot", "namespace": "zenml"}
+    ]
+    assert api.store.get("clusterroles", None, "cr")["rules"][0]["resources"] == ["nodes"]
+    subject = api.store.get("clusterrolebindings", None, "crb")["subjects"][0]
+    assert subject == {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "bob"}
+    assert "generateName" not in api.store.get("namespaces", None, "zenml")["metadata"]
+    # A kind whose protobuf is not read says so and names the JSON way round.
+    refused = kubectl("create", "job", "j", "--image=x", "--", "true", ok=False)
+    assert "protobuf bodies only for Namespace" in refused and "kubectl apply -f -" in refused
+    assert api.store.list("jobs")[0] == []
+
+
+def test_apply_of_the_packages_rbac_manifests(api: Api, kubectl: Kubectl) -> None:
+    """The README's `python -m zenml_oom_orchestrator.rbac ... | kubectl apply -f -`."""
+    from zenml_oom_orchestrator import rbac
+
+    env = kubectl.env  # type: ignore[attr-defined]
+    kubectl("create", "namespace", "zenml")
+    for verb in ("created", "unchanged"):  # applying again changes nothing
+        done = subprocess.run(
+            [str(KUBECTL), "apply", "-f", "-"],
+            input=rbac.to_yaml("zenml"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count(verb) == 5, done.stdout
+    for manifest in rbac.manifests("zenml"):
+        plural = {"ServiceAccount": "serviceaccounts"}.get(manifest["kind"])
+        plural = plural or manifest["kind"].lower() + "s"
+        meta = manifest["metadata"]
+        stored = api.store.get(plural, meta.get("namespace"), meta["name"])
+        for key in ("rules", "roleRef", "subjects"):
+            assert stored.get(key) == manifest.get(key)
+
+
+def test_auth_can_i_says_yes_and_why(api: Api, kubectl: Kubectl) -> None:
+    assert kubectl("auth", "can-i", "create", "pods").strip() == "yes"
+    assert kubectl("auth", "can-i", "list", "nodes").startswith("yes\n")
+    assert kubectl("auth", "can-i", "get", "/healthz").strip() == "yes"
+    assert "*.*" in kubectl("auth", "can-i", "--list")
+    code, _, review = api.raw(
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        {"spec": {"resourceAttributes": {"verb": "delete", "resource": "secrets"}}},
+    )
+    assert code == 201
+    assert review["status"] == {
+        "allowed": True,
+        "reason": "the local cluster has no authorization: every request is allowed",
+    }
+    assert api.store.list("selfsubjectaccessreviews")[0] == []  # asked, never stored
+
+
+def test_one_kubernetes_version_everywhere(api: Api, kubectl: Kubectl) -> None:
+    """`kubectl version` and `kubectl get nodes` agree: the kubelet 1.35 we emulate."""
+    from zenml_oom_orchestrator.localcluster.kubelet.node import register_node
+    from zenml_oom_orchestrator.localcluster.version import GIT_VERSION
+
+    assert GIT_VERSION.startswith("v1.35.")
+    register_node(api.store, "node-1", {"memory": "8Gi", "cpu": "2"}, "v1")
+    server = json.loads(kubectl("version", "-o", "json", ok=False).split("\nWARNING")[0])
+    assert server["serverVersion"]["gitVersion"] == GIT_VERSION
+    assert rows(kubectl("get", "nodes"))[1][-1] == GIT_VERSION

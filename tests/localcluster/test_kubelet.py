@@ -39,7 +39,9 @@ def main_status(pod: dict[str, Any]) -> dict[str, Any]:
     return dict(pod["status"]["containerStatuses"][0])
 
 
-def test_oom_under_256mi_is_failed_oomkilled_137_with_event(node: tuple[Store, Kubelet]) -> None:
+def test_oom_under_256mi_is_failed_oomkilled_137_without_event(node: tuple[Store, Kubelet]) -> None:
+    """As a real kubelet 1.35: the container's state is the only record of its OOM kill (its
+    OOM watcher reports system OOMs only), and the events carry the reporting fields."""
     store, _ = node
     store.create("pods", pod_body("hog", allocate_command(600), "256Mi"))
     pod = wait_pod(store, "hog")
@@ -47,11 +49,32 @@ def test_oom_under_256mi_is_failed_oomkilled_137_with_event(node: tuple[Store, K
     assert pod["status"]["phase"] == "Failed"
     assert (term["reason"], term["exitCode"]) == ("OOMKilled", 137)
     assert term["startedAt"] and term["finishedAt"]
-    oom = [e for e in events_for(store, "hog") if e["reason"] == "OOMKilling"]
-    assert oom and oom[0]["type"] == "Warning"
-    assert oom[0]["message"].startswith("Memory cgroup out of memory: Killed process")
-    reasons = [e["reason"] for e in events_for(store, "hog")]
-    assert reasons[:4] == ["Scheduled", "Pulled", "Created", "Started"]
+    assert "reason" not in pod["status"]
+    events = events_for(store, "hog")
+    assert [e["reason"] for e in events] == ["Scheduled", "Pulled", "Created", "Started"]
+    scheduled, *kubelet_events = events
+    assert (scheduled["reportingComponent"], scheduled["source"]) == ("default-scheduler", {})
+    for e in kubelet_events:
+        assert (e["reportingComponent"], e["reportingInstance"]) == ("kubelet", "node-1")
+        assert e["source"] == {"component": "kubelet", "host": "node-1"}
+
+
+def test_terminated_state_is_written_one_update_before_the_phase(
+    node: tuple[Store, Kubelet],
+) -> None:
+    """A watcher first sees the container terminated while the phase is still Running."""
+    store, _ = node
+    rv = store.resource_version
+    store.create("pods", pod_body("quick", ["true"]))
+    wait_pod(store, "quick")
+    seen = []
+    with store.watch("pods", resource_version=rv, field_selector="metadata.name=quick") as w:
+        while (got := w.next_shared(0.2)) is not None:
+            status = got[1].get("status") or {}
+            state = (status.get("containerStatuses") or [{}])[0].get("state") or {}
+            seen.append((status.get("phase"), next(iter(state), None)))
+    ended = [phase for phase, state in seen if state == "terminated"]
+    assert ended[0] == "Running" and ended[-1] == "Succeeded", seen
 
 
 def test_same_allocation_under_1gi_succeeds(node: tuple[Store, Kubelet]) -> None:
@@ -201,6 +224,33 @@ def test_active_deadline_fails_pod(node: tuple[Store, Kubelet]) -> None:
     assert main_status(pod)["state"]["terminated"]["exitCode"] == 137
 
 
+def test_sigterm_without_a_handler_is_ignored_as_by_a_containers_pid1(
+    node: tuple[Store, Kubelet],
+) -> None:
+    """A container's command is PID 1: SIGTERM at deletion only ends it if it handles it;
+    otherwise SIGKILL ends it at the end of the grace period."""
+    store, kubelet = node
+    nap = [sys.executable, "-c", "import time; time.sleep(60)"]
+    handled = [
+        sys.executable,
+        "-c",
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+        "print('ready', flush=True); time.sleep(60)",
+    ]
+    store.create("pods", pod_body("deaf", nap, terminationGracePeriodSeconds=3))
+    store.create("pods", pod_body("polite", handled, terminationGracePeriodSeconds=30))
+    pids = {}
+    for name in ("deaf", "polite"):
+        pod = wait_pod(store, name, phases=("Running",))
+        pids[name] = int(main_status(pod)["containerID"].split("//")[1])
+    wait_for(lambda: kubelet.read_log("default", "polite") == "ready\n", what="its handler")
+    for name in pids:
+        store.delete("pods", "default", name)
+    wait_for(lambda: process_gone(pids["polite"]), timeout=5, what="the handler to end it")
+    assert not process_gone(pids["deaf"])  # still running: SIGTERM was ignored
+    wait_for(lambda: process_gone(pids["deaf"]), timeout=10, what="SIGKILL after the grace")
+
+
 def test_delete_kills_process_group_and_removes_cgroup(node: tuple[Store, Kubelet]) -> None:
     store, kubelet = node
     # A child that ignores SIGTERM: only the group SIGKILL after the grace period ends it.
@@ -242,8 +292,13 @@ def test_init_container_oom_fails_pod_under_never(node: tuple[Store, Kubelet]) -
     store.create("pods", body)
     pod = wait_pod(store, "init-oom")
     term = pod["status"]["initContainerStatuses"][0]["state"]["terminated"]
-    assert (pod["status"]["phase"], term["reason"]) == ("Failed", "OOMKilled")
+    assert (pod["status"]["phase"], term["reason"], term["exitCode"]) == (
+        "Failed",
+        "OOMKilled",
+        137,
+    )
     assert main_status(pod)["state"]["waiting"]["reason"] == "PodInitializing"
+    assert "reason" not in pod["status"]  # no pod-level reason, as on a real kubelet
 
 
 def test_sidecar_keeps_pod_running_after_main_oom(node: tuple[Store, Kubelet]) -> None:

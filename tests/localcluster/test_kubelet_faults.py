@@ -124,6 +124,29 @@ def test_fail_image_pulls_at_runtime(node: tuple[Store, Kubelet]) -> None:
     assert os.path.isdir(kubelet.dir)
 
 
+def test_missing_image_with_pull_policy_never_is_err_image_never_pull(
+    node: tuple[Store, Kubelet],
+) -> None:
+    store, _ = node
+    body = pod_body("never", ["true"])
+    body["spec"]["containers"][0].update(image="registry.invalid/x:1", imagePullPolicy="Never")
+    store.create("pods", body)
+
+    def waiting() -> Any:
+        pod = store.get("pods", "default", "never")
+        statuses = pod["status"].get("containerStatuses")
+        return pod if statuses and "waiting" in statuses[0]["state"] else None
+
+    pod = wait_for(waiting, what="waiting")
+    assert pod["status"]["phase"] == "Pending"
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"] == {
+        "reason": "ErrImageNeverPull",
+        "message": 'Container image "registry.invalid/x:1" is not present with pull policy of Never',
+    }
+    reasons = {e["reason"] for e in events_for(store, "never")}
+    assert "ErrImageNeverPull" in reasons and "Pulling" not in reasons
+
+
 def test_relist_without_the_pod_stops_its_worker(node: tuple[Store, Kubelet]) -> None:
     """A pod deleted while the watch was down (410, re-list) must not run on forever."""
     store, kubelet = node

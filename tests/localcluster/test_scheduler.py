@@ -81,7 +81,9 @@ def test_binds_pod_with_scheduled_condition_and_event(store: Store) -> None:
     assert (pod["spec"]["nodeName"], cond["status"]) == ("n1", "True")
     event = next(e for e in events_for(store, "fits") if e["reason"] == "Scheduled")
     assert event["message"] == "Successfully assigned default/fits to n1"
-    assert event["source"]["component"] == "default-scheduler"
+    # Written through events.k8s.io/v1, as the real scheduler does: no `source`.
+    assert (event["source"], event["reportingComponent"]) == ({}, "default-scheduler")
+    assert event["action"] == "Binding" and event["eventTime"]
 
 
 def test_oversized_request_stays_unschedulable(store: Store) -> None:

@@ -60,6 +60,7 @@ class FakeCluster:
         self.pods: dict[str, dict[str, Any]] = {}
         self.deleted: dict[str, dict[str, Any]] = {}
         self.events: list[tuple[str, str, str]] = []  # (pod, reason, message)
+        self.event_objects: list[dict[str, Any]] = []  # the same Events, as the API holds them
         self.creates: list[str] = []
         self.node = node_memory
         self.pod_event_log: dict[str, list[dict[str, Any]]] = {}  # Events outlive their pods
@@ -99,10 +100,18 @@ class FakeCluster:
         message: str,
         subject: dict[str, Any] | None = None,
         warning: bool = False,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> None:
         key = (pod["metadata"]["name"], reason, message)
         if key not in self.events:  # deterministic names: a repeat is a 409
             self.events.append(key)
+            meta = {"labels": labels or {}, "annotations": annotations or {}}
+            self.event_objects.append({"metadata": meta, "reason": reason})
+
+    def run_results(self, run_id: str) -> list[dict[str, Any]]:
+        value = naming.label_value(run_id)
+        return [e for e in self.event_objects if e["metadata"]["labels"].get("run_id") == value]
 
     def pod_events(self, pod_name: str) -> list[dict[str, Any]]:
         return self.pod_event_log.get(pod_name, [])

@@ -342,3 +342,25 @@ def test_resume_judges_an_attempt_that_vanished_while_down() -> None:
     carried = after.pod("a", 3)["metadata"]["annotations"][naming.ANN_PREVIOUS_RESULT]
     assert json.loads(carried)["record"]["number"] == 2
     assert ("started", "a", 3) in after.observer.calls
+
+
+def test_a_learned_start_is_the_first_attempts_memory_and_its_record_says_why() -> None:
+    learned = {"request": GI, "limit": GI, "run": "r0", "how": "succeeded", "seen_at": GI}
+    h = Harness(
+        step("s", learned=learned),
+        step("t", policy={"max_memory": "512Mi", "initial_memory": "256Mi"}, learned=learned),
+        cluster=FakeCluster(8 * GI),
+    )
+    h.settle()
+    assert mem(h.pod("s", 1)) == "1Gi"
+    assert mem(h.pod("t", 1)) == "512Mi"  # needed more than its cap: starts at the cap
+    terminated(h.pod("s", 1), "OOMKilled", 137)
+    h.settle()
+    assert mem(h.pod("s", 2)) == "2Gi"  # escalation goes on from the learned start
+    terminated(h.pod("s", 2), "Completed", 0)
+    h.settle()
+    first, second = h.engine.states["s"].attempts
+    assert first.memory_source == "learned: succeeded at 1Gi in run r0"
+    assert second.memory_source == ""  # a retry's memory is the decision's, not a start
+    assert h.engine.states["t"].current is not None
+    assert h.engine.states["t"].current.memory_source.endswith("capped at max_memory 512Mi")

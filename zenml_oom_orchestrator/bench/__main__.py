@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print_churn(churn, args)
         results["churn"] = churn.to_dict()
-    ok = print_targets(scenarios, churn)
+    ok = print_targets(scenarios, churn, args.attempt_seconds)
     results["targets_met"] = ok
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -84,8 +84,19 @@ def print_churn(f: Figures, args: argparse.Namespace) -> None:
     )
 
 
-def print_targets(scenarios: Sequence[tuple[Figures, Figures | None]], churn: Figures) -> bool:
-    checks: list[tuple[str, bool]] = []
+# The request ratio is about writes per attempt / (attempt minutes x 42): each attempt's create
+# (and a failed one's two more writes) against the baseline's polling. Below this attempt
+# length the 1/20 target cannot be met by any client that creates a pod per attempt, so it is
+# not judged (BENCHMARKS.md, "Requests"). --quick uses 2 s attempts.
+RATIO_MIN_ATTEMPT_SECONDS = 40.0
+
+
+def print_targets(
+    scenarios: Sequence[tuple[Figures, Figures | None]],
+    churn: Figures,
+    attempt_seconds: float = RATIO_MIN_ATTEMPT_SECONDS,
+) -> bool:
+    checks: list[tuple[str, bool | None]] = []
     for ours, _base in scenarios:
         n = ours.steps
         checks.append(
@@ -106,13 +117,19 @@ def print_targets(scenarios: Sequence[tuple[Figures, Figures | None]], churn: Fi
         ours = largest[0]
         ratio = ours.per_step_minute / base.per_step_minute
         reads = ours.reads_per_step_minute / base.reads_per_step_minute
-        checks.append(
-            (
-                f"{ours.steps} steps: requests per in-flight step-minute {ratio:.4f} of the "
-                f"baseline's <= 1/20 (reads alone: {reads:.5f})",
-                ratio <= REQUEST_RATIO_TARGET,
-            )
+        text = (
+            f"{ours.steps} steps: requests per in-flight step-minute {ratio:.4f} of the "
+            f"baseline's <= 1/20 (reads alone: {reads:.5f})"
         )
+        met: bool | None = ratio <= REQUEST_RATIO_TARGET
+        if attempt_seconds < RATIO_MIN_ATTEMPT_SECONDS and not met:
+            met = None
+            text += (
+                f"; not judged with {attempt_seconds:g}s attempts: one create per attempt "
+                "outweighs the baseline's polling until attempts last about "
+                f"{RATIO_MIN_ATTEMPT_SECONDS:g}s (BENCHMARKS.md, Requests); run without --quick"
+            )
+        checks.append((text, met))
     _, _, growth = rss_growth(churn)
     checks.append(
         (
@@ -125,5 +142,6 @@ def print_targets(scenarios: Sequence[tuple[Figures, Figures | None]], churn: Fi
     )
     print(f"== targets (python {platform.python_version()}) ==")
     for text, ok in checks:
-        print(f"  [{'met' if ok else 'MISSED'}] {text}")
-    return all(ok for _, ok in checks)
+        verdict = "met" if ok else "n/a" if ok is None else "MISSED"
+        print(f"  [{verdict}] {text}")
+    return all(ok is not False for _, ok in checks)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, NonNegativeFloat, ValidationError, model_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, ValidationError, model_validator
 from zenml.integrations.kubernetes.flavors.kubernetes_orchestrator_flavor import (
     KubernetesOrchestratorConfig,
     KubernetesOrchestratorFlavor,
@@ -38,6 +38,16 @@ def _describe(name: str) -> str:
     return (
         f"{_POLICY[name].description} Unset: the pipeline's, then the component's value, "
         f"then the default {_POLICY[name].default!r}."
+    )
+
+
+def _job_ttl_field() -> Any:
+    # ZenML's default (unset) keeps every finished orchestrator Job, and with it its attempt
+    # pods and token Secret, forever: a day is long enough to look at them with kubectl.
+    return Field(
+        default=86400,
+        description="Seconds to keep a finished run's orchestrator Job, and with it (its "
+        "owned objects) the attempt pods and the token Secret; None keeps them forever.",
     )
 
 
@@ -76,6 +86,8 @@ class OOMKubernetesOrchestratorSettings(KubernetesOrchestratorSettings):
         description=KubernetesOrchestratorSettings.model_fields["job_monitoring_delay"].description,
     )
 
+    ttl_seconds_after_finished: NonNegativeInt | None = _job_ttl_field()
+
     max_oom_retries: int | None = Field(default=None, description=_describe("max_oom_retries"))
     memory_multiplier: float | None = Field(
         default=None, description=_describe("memory_multiplier")
@@ -95,6 +107,10 @@ class OOMKubernetesOrchestratorSettings(KubernetesOrchestratorSettings):
     pending_timeout_seconds: float | None = Field(
         default=None, description=_describe("pending_timeout_seconds")
     )
+    learn_start_memory: bool | None = Field(
+        default=None, description=_describe("learn_start_memory")
+    )
+    learning_window: int | None = Field(default=None, description=_describe("learning_window"))
 
     @model_validator(mode="before")
     @classmethod
@@ -142,6 +158,8 @@ class OOMKubernetesOrchestratorConfig(
     KubernetesOrchestratorConfig, OOMKubernetesOrchestratorSettings
 ):
     """Configuration of an ``oom_kubernetes`` orchestrator component (stock fields + policy)."""
+
+    ttl_seconds_after_finished: NonNegativeInt | None = _job_ttl_field()
 
     # ZenML's default is False, which writes the API token as a plain env value into the
     # orchestrator pod's spec and every attempt pod's spec (readable by anyone who may read

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -11,18 +13,10 @@ from types import FrameType
 import click
 import yaml
 
-from .kubeconfig import DEFAULT_CONTEXT, write_kubeconfig
-from .validation import parse_quantity
+from .kubeconfig import DEFAULT_CONTEXT, KubeconfigInUse, kubeconfig_lock, write_kubeconfig
+from .options import check_cpus, check_memory, check_writable_file
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _memory(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        parse_quantity(value)
-    except ValueError:
-        raise click.BadParameter(f"not a Kubernetes quantity: {value!r}") from None
-    return value
 
 
 def _kubeconfig(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -30,6 +24,7 @@ def _kubeconfig(ctx: click.Context, param: click.Parameter, value: Path) -> Path
 
     A leftover of ours (one `oom-local` context on 127.0.0.1, e.g. from a crashed run) is fine.
     """
+    check_writable_file(value)
     if not value.exists():
         return value
     try:
@@ -73,15 +68,15 @@ def cluster() -> None:
     "--memory",
     default="8Gi",
     show_default=True,
-    callback=_memory,
-    help="Allocatable memory of the node, as a Kubernetes quantity.",
+    callback=check_memory,
+    help="Allocatable memory of the node: whole bytes from 256Mi to 64Ti, e.g. 8Gi.",
 )
 @click.option(
     "--cpus",
-    default=2.0,
+    default="2",
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Allocatable CPUs of the node.",
+    callback=check_cpus,
+    help="Allocatable CPUs of the node (above 0, at most 1024).",
 )
 def up(kubeconfig: Path, memory: str, cpus: float) -> None:
     """Start the local cluster in the foreground until SIGINT (Ctrl+C) or SIGTERM.
@@ -95,6 +90,28 @@ def up(kubeconfig: Path, memory: str, cpus: float) -> None:
         memory: Allocatable memory of the node.
         cpus: Allocatable CPUs of the node.
     """
+    with contextlib.ExitStack() as held:
+        try:
+            crashed = held.enter_context(kubeconfig_lock(kubeconfig))
+        except KubeconfigInUse as err:
+            raise click.BadParameter(str(err), param_hint="'--kubeconfig'") from None
+        except OSError as err:
+            raise click.BadParameter(
+                f"cannot create {err.filename}: {err.strerror}", param_hint="'--kubeconfig'"
+            ) from None
+        if crashed:
+            _say(f"Took over the lock left by pid {crashed}, which is no longer running.")
+        _run(kubeconfig, memory, cpus)
+
+
+def _say(message: str) -> None:
+    """Print to stderr; a closed pipe (`cluster up 2>&1 | head`, then Ctrl+C) must not stop
+    the cleanup that follows."""
+    with contextlib.suppress(OSError):
+        click.echo(message, err=True)
+
+
+def _run(kubeconfig: Path, memory: str, cpus: float) -> None:
     from .cluster import LocalCluster
 
     stop = threading.Event()
@@ -113,18 +130,31 @@ def up(kubeconfig: Path, memory: str, cpus: float) -> None:
         if not stop.is_set():
             write_kubeconfig(kubeconfig, local.url, context=DEFAULT_CONTEXT)
             written = kubeconfig.read_text()
-            click.echo(
-                f"Local cluster ready at {local.url} (node memory {memory}, cpus {cpus:g}).\n"
-                f"kubeconfig: {kubeconfig} (context {DEFAULT_CONTEXT})\n"
-                f"Try: kubectl --kubeconfig {kubeconfig} get nodes\n"
-                "Press Ctrl+C to stop.",
-            )
+            try:
+                click.echo(
+                    f"Local cluster ready at {local.url} (node memory {memory}, cpus {cpus:g}).\n"
+                    f"kubeconfig: {kubeconfig} (context {DEFAULT_CONTEXT})\n"
+                    f"Try: kubectl --kubeconfig {kubeconfig} get nodes\n"
+                    "Press Ctrl+C to stop.",
+                )
+            except BrokenPipeError:
+                _say("The output pipe was closed: stopping.")
+                stop.set()
             while not stop.wait(3600):
                 pass
     finally:
-        click.echo("Stopping the local cluster...", err=True)
+        _say("Stopping the local cluster...")
         local.stop()
         _remove_if_unchanged(kubeconfig, written)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    click.echo("Local cluster stopped.", err=True)
+    _say("Local cluster stopped.")
+    _quiet_broken_stdout()
+
+
+def _quiet_broken_stdout() -> None:
+    """Python's exit flush would print a BrokenPipeError traceback on a closed stdout."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

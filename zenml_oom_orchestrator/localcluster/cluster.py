@@ -141,6 +141,9 @@ class LocalCluster:
         self._start_part(self.api_server)
         self.kubeconfig_path = work_dir / "kubeconfig"
         write_kubeconfig(self.kubeconfig_path, self.api_server.url, context=CONTEXT)
+        # The stand-in for the ServiceAccount token a real kubelet mounts: a pod's client finds
+        # this cluster's kubeconfig, whatever the submitting process had in its environment.
+        self.kubelet.base_env["KUBECONFIG"] = str(self.kubeconfig_path)
         self._wait_ready()
 
     def _start_part(self, part: Any) -> None:

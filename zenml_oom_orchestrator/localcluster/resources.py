@@ -43,6 +43,11 @@ class ResourceType:
         return "status" in self.subresources
 
 
+REVIEWS = {
+    "selfsubjectaccessreviews": "SelfSubjectAccessReview",
+    "selfsubjectrulesreviews": "SelfSubjectRulesReview",
+}
+
 RESOURCES: dict[str, ResourceType] = {
     r.plural: r
     for r in (
@@ -70,6 +75,27 @@ RESOURCES: dict[str, ResourceType] = {
             "v1",
             True,
             name_rule="segment",
+        ),
+        ResourceType(
+            "clusterroles",
+            "ClusterRole",
+            "rbac.authorization.k8s.io",
+            "v1",
+            False,
+            name_rule="segment",
+        ),
+        ResourceType(
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            "rbac.authorization.k8s.io",
+            "v1",
+            False,
+            name_rule="segment",
+        ),
+        # Asked, never stored: the API server answers them (the local cluster has no authz).
+        *(
+            ResourceType(plural, kind, "authorization.k8s.io", "v1", False, verbs=("create",))
+            for plural, kind in REVIEWS.items()
         ),
     )
 }

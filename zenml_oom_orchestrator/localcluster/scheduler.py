@@ -234,6 +234,7 @@ class Scheduler:
             "Scheduled",
             f"Successfully assigned {meta.get('namespace')}/{meta['name']} to {node}",
             component=COMPONENT,
+            action="Binding",
         )
         return True
 
@@ -265,4 +266,12 @@ class Scheduler:
         except NotFound:
             self._pending.pop(meta["uid"], None)
             return
-        record_event(self.store, current, "FailedScheduling", message, "Warning", COMPONENT)
+        record_event(
+            self.store,
+            current,
+            "FailedScheduling",
+            message,
+            "Warning",
+            COMPONENT,
+            action="Scheduling",
+        )

@@ -5,6 +5,7 @@ and use the fixtures:
 
 - `local_cluster` (session): a started `LocalCluster` (8Gi, 2 CPUs), stopped at the end;
 - `cluster_namespace` (function): a fresh namespace name in it, deleted with its contents after;
+- `cluster` (session): the cluster the tests use, `local_cluster` unless a conftest overrides it;
 - `k8s_api_client` (session): a `kubernetes.client.ApiClient` for it.
 
 While the session cluster runs, SIGTERM raises KeyboardInterrupt, so a killed test run still
@@ -13,6 +14,7 @@ tears the cluster down (pytest runs finalizers on KeyboardInterrupt).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import threading
@@ -66,26 +68,40 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-@pytest.fixture(scope="session")
-def local_cluster() -> Iterator[LocalCluster]:
-    """A started local cluster shared by the session."""
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM raises KeyboardInterrupt (in the main thread), so a killed test
+    run still runs the finalizers that stop what a session fixture started."""
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    from .cluster import LocalCluster
-
     try:
-        with LocalCluster(memory="8Gi", cpus=2) as cluster:
-            yield cluster
+        yield
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")
-def k8s_api_client(local_cluster: LocalCluster) -> Iterator[Any]:
+def local_cluster() -> Iterator[LocalCluster]:
+    """A started local cluster shared by the session."""
+    from .cluster import LocalCluster
+
+    with sigterm_interrupts(), LocalCluster(memory="8Gi", cpus=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def cluster(local_cluster: LocalCluster) -> Any:
+    """The session's cluster (`.kubeconfig_path`, `.api_client()`): the local one; a conftest
+    may override it to run the same tests on another cluster."""
+    return local_cluster
+
+
+@pytest.fixture(scope="session")
+def k8s_api_client(cluster: Any) -> Iterator[Any]:
     """A `kubernetes.client.ApiClient` configured from the session cluster's kubeconfig."""
-    client = local_cluster.api_client()
+    client = cluster.api_client()
     yield client
     client.close()
 

@@ -1,7 +1,8 @@
 """The attempt history as it is stored in ZenML run metadata, and as a table for people.
 
 One row per attempt: ``attempt, memory_request, memory_limit, outcome, exit_code, duration_s,
-message``. The orchestrator pod stores the rows of a step on its final step run (key
+message``, and on the first attempt ``memory_source`` (where its memory came from; a learned
+one is printed under the table). The orchestrator pod stores the rows of a step on its final step run (key
 ``oom_attempts``); a synchronous run prints :func:`format_attempt_table` when it ends.
 """
 
@@ -65,4 +66,15 @@ def format_attempt_table(
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + learned_start_lines(histories))
+
+
+def learned_start_lines(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """One line per step whose first attempt started at a learned memory, saying where from
+    (the table's message column is too narrow for it, and nobody should wonder why)."""
+    lines = []
+    for step, attempts in histories.items():
+        source = str((attempts[0].get("memory_source") or "") if attempts else "")
+        if source.startswith("learned"):
+            lines.append(f"{step} started at {attempts[0].get('memory_limit')}: {source}")
+    return lines

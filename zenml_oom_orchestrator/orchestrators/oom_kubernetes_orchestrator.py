@@ -21,7 +21,6 @@ What differs from the stock orchestrator, and why:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -172,14 +171,11 @@ class OOMKubernetesOrchestrator(KubernetesOrchestrator):
                     name,
                     step.config.resource_settings.memory,
                 )
-        # Unbuffered: a synchronous run streams this pod's log and prints each line it reads,
-        # so a line block-buffered stdout flushed half (at an 8 KiB boundary) would be shown
-        # cut off mid-word, and never completed.
+        # Nothing of this machine's environment (e.g. its KUBECONFIG path) goes into the pod:
+        # it talks to the API server with its in-cluster config. Unbuffered: a synchronous run
+        # streams this pod's log and prints each line it reads, so a line block-buffered stdout
+        # flushed half (at an 8 KiB boundary) would be shown cut off mid-word, never completed.
         environment = {"PYTHONUNBUFFERED": "1", **base_environment}
-        if self.config.is_local and not self.config.incluster and "KUBECONFIG" in os.environ:
-            # A local cluster runs pods on this machine: the orchestrator pod can read the same
-            # kubeconfig, and needs it because in-cluster config is not available there.
-            environment["KUBECONFIG"] = os.environ["KUBECONFIG"]
         if self.config.local_cluster:
             environment["PYTHONPATH"] = local_cluster.code_path()
         result = self._submit_orchestrator_job(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import threading
 from contextlib import nullcontext
@@ -41,6 +42,7 @@ from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     OOMKubernetesOrchestrator,
 )
 from zenml_oom_orchestrator.orchestrators.retry_budget import user_retry_config
+from zenml_oom_orchestrator.orchestrators.run_history import learned_starts
 from zenml_oom_orchestrator.orchestrators.step_pods import (
     StepPodContext,
     step_pod_template,
@@ -144,6 +146,18 @@ def _watch_for_stop(client: Client, run_id: UUID, supervisor: Any, interval: flo
     threading.Thread(target=loop, name="zenml-stop-watch", daemon=True).start()
 
 
+def _exit_on_sigterm() -> None:
+    """`kubectl delete pod` sends SIGTERM; as PID 1 without a handler Python ignores it and
+    keeps starting attempts for the whole grace period. Exit at once instead: the attempts
+    keep running, and the Job's next orchestrator pod adopts them (as after a SIGKILL)."""
+
+    def on_sigterm(signum: int, _frame: Any) -> None:
+        logger.info("SIGTERM: the orchestrator pod exits; its Job's next pod continues the run.")
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def _delete_token_secret(core_api: k8s_client.CoreV1Api, namespace: str, name: str) -> None:
     try:
         kube_utils.delete_secret(core_api=core_api, namespace=namespace, secret_name=name)
@@ -153,6 +167,7 @@ def _delete_token_secret(core_api: k8s_client.CoreV1Api, namespace: str, name: s
 
 
 def main() -> None:
+    _exit_on_sigterm()
     args = parse_args()
     client = Client()
     snapshot = client.get_snapshot(args.snapshot_id)
@@ -194,30 +209,39 @@ def main() -> None:
             oidc_claims=client.active_user.oidc_claims,
             workspace_user_id=str(client.active_user.id),
         )
+        policies = {
+            name: orchestrator.step_policy(name, step)
+            for name, step in snapshot.step_configurations.items()
+        }
+        # Once per run: what the pipeline's last runs say each step needs (run_history.py).
+        learned = learned_starts(client, snapshot, pipeline_run.id, policies)
         steps = [
             StepSpec(
                 name=name,
                 pod_template=step_pod_template(ctx, name),
-                policy=orchestrator.step_policy(name, step),
+                policy=policies[name],
                 upstream=list(step.spec.upstream_steps),
                 app_retry=AppRetryConfig.from_zenml(user_retry_config(step)),
                 resource_memory=step.config.resource_settings.memory,
+                learned=learned.get(name),
             )
             for name, step in snapshot.step_configurations.items()
         ]
         failure_mode = _FAILURE_MODES[snapshot.pipeline_configuration.execution_mode]
+        skip_owner = orchestrator.config.skip_owner_references
+        owner = None if skip_owner else _owner(core_api, pod_name, namespace)
         run_spec = RunSpec(
             run_id=str(pipeline_run.id),
             namespace=namespace,
             steps=steps,
             max_parallelism=settings.max_parallelism,
             failure_mode=failure_mode,
-            owner=None
-            if orchestrator.config.skip_owner_references
-            else _owner(core_api, pod_name, namespace),
+            owner=owner,
             name_prefix=snapshot.pipeline_configuration.name,
             orchestrator_pod=pod_name,
-            finished_ttl_seconds=settings.ttl_seconds_after_finished,
+            # Owned by the Job, the attempts go with it when its TTL ends: marking each one to
+            # expire too would only cost writes.
+            finished_ttl_seconds=settings.ttl_seconds_after_finished if owner is None else None,
         )
         observer = ZenMLObserver(
             sync=StoreSync(pipeline_run.id, client),

@@ -66,7 +66,7 @@ def attempt_table_for_run(run: PipelineRunResponse) -> str:
     for name in step_names:
         step_run = steps.get(name)
         if step_run is None:
-            final[name] = "not run"
+            final[name] = "skipped"  # never started: the word the orchestrator pod prints too
             continue
         metadata = step_run.run_metadata
         history = metadata.get(HISTORY_KEY)

@@ -56,6 +56,8 @@ ATTEMPT_KEY = "oom_attempt"
 HISTORY_KEY = "oom_attempts"
 VERDICT_KEY = "oom_verdict"
 CLOSING_KEY = "oom_closing_entry"
+# What a later run matches this step on when it learns its start memory (run_history.py).
+START_KEY = "oom_step"
 
 
 def _exception_info(message: str) -> ExceptionInfo:

@@ -16,9 +16,11 @@ from zenml.models import PipelineRunResponse, StepRunResponse
 from zenml.orchestrators.step_run_utils import StepRunRequestFactory, publish_cached_step_run
 
 from zenml_oom_orchestrator.orchestrators.attempt_table import format_attempt_table
+from zenml_oom_orchestrator.orchestrators.run_history import step_code_hash
 from zenml_oom_orchestrator.orchestrators.store_sync import (
     ATTEMPT_KEY,
     HISTORY_KEY,
+    START_KEY,
     VERDICT_KEY,
     StoreSync,
 )
@@ -55,6 +57,8 @@ def attempt_row(record: AttemptRecord, decision: Decision | None) -> dict[str, A
         "node": record.node,
         "decision": None if decision is None else type(decision).__name__.lower(),
         "message": decision.message if decision is not None else record.message,
+        # Where the memory came from, on the first attempt ("learned: succeeded at 2Gi in run X").
+        "memory_source": record.memory_source or None,
     }
 
 
@@ -113,6 +117,15 @@ class ZenMLObserver(BaseObserver):
         if isinstance(decision, Retry):
             self.sync.mark_killed_for_retry(step_run)
 
+    def on_attempt_restored(
+        self, step: str, attempt: AttemptRecord, decision: Decision | None
+    ) -> None:
+        """An attempt an earlier orchestrator pod reported: only its row, for the history."""
+        rows = self.histories.setdefault(step, [])
+        if all(r["attempt"] != attempt.number for r in rows):
+            rows.append(attempt_row(attempt, decision))
+            rows.sort(key=lambda r: int(r["attempt"]))
+
     # ---- steps -----------------------------------------------------------------------------
     def on_step_finished(self, step: str, result: StepResult) -> None:
         self.final[step] = result.status.value
@@ -125,7 +138,12 @@ class ZenMLObserver(BaseObserver):
         latest = self.sync.latest(step)
         if history and latest is not None:
             self.sync.add_metadata(
-                latest.id, {HISTORY_KEY: history, VERDICT_KEY: self._verdict(result)}
+                latest.id,
+                {
+                    HISTORY_KEY: history,
+                    VERDICT_KEY: self._verdict(result),
+                    START_KEY: {"code_hash": step_code_hash(self.factory.snapshot, step)},
+                },
             )
 
     def _fail(self, step: str, message: str) -> None:

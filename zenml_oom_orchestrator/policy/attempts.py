@@ -29,6 +29,7 @@ class AttemptRecord:
     finished_at: float | None = None
     node: str | None = None
     message: str = ""
+    memory_source: str = ""  # where the first attempt's memory came from (policy or learned)
 
     def __post_init__(self) -> None:
         if self.number < 1:

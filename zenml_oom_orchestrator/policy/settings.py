@@ -7,19 +7,26 @@ Every error names the field, the value and what to change, because it surfaces i
 from __future__ import annotations
 
 import difflib
+import math
 from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..quantity import QuantityError, format_memory, memory_bytes
+from ..quantity import QuantityError, format_memory, is_whole_bytes, memory_bytes
 
-__all__ = ["DEFAULT_MEMORY", "OOMPolicy", "SigkillMeaning"]
+__all__ = ["DEFAULT_MEMORY", "MAX_LEARNING_WINDOW", "OOMPolicy", "SigkillMeaning"]
 
 # The start memory when neither the policy, ResourceSettings nor pod settings give one.
 DEFAULT_MEMORY = "1Gi"
+# What ZenML's Kubernetes step pods request when nothing is set (kube_utils'
+# apply_default_resource_requests); the flavor's pod templates carry it, so it comes first.
+ZENML_DEFAULT_REQUEST = "400Mi"
 
 SigkillMeaning = Literal["infrastructure", "oom", "app_error"]
+# How many past runs learning may look at: each is read once per run, so this bounds the cost.
+MAX_LEARNING_WINDOW = 100
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
 class OOMPolicy(BaseModel):
@@ -51,7 +58,10 @@ class OOMPolicy(BaseModel):
     initial_memory: str | None = Field(
         default=None,
         description="The first attempt's memory. If unset: the step's "
-        f"ResourceSettings(memory=...), then the pod settings' resources, then {DEFAULT_MEMORY}.",
+        "ResourceSettings(memory=...), then the pod settings' memory request/limit, which on "
+        f"the oom_kubernetes flavor is ZenML's default step-pod request {ZENML_DEFAULT_REQUEST} "
+        f"when you set none ({DEFAULT_MEMORY} only where a pod has no resources at all, e.g. "
+        "the supervisor run on its own).",
     )
     keep_request_ratio: bool = Field(
         default=False,
@@ -76,6 +86,19 @@ class OOMPolicy(BaseModel):
         description="How long a pod may stay unschedulable (e.g. 'Insufficient memory') "
         "before the step fails with a message to lower memory or add a node. Leave room "
         "for a cluster autoscaler.",
+    )
+
+    learn_start_memory: bool = Field(
+        default=True,
+        description="Start a step at the memory it last succeeded with in a recent run of the "
+        "same pipeline, when that is more than its start above (clamped to max_memory and the "
+        "largest node), so a step that needed OOM retries last time does not repeat them. "
+        "False: always start at the policy's start.",
+    )
+    learning_window: int = Field(
+        default=10,
+        description="How many of the pipeline's most recent finished runs learn_start_memory "
+        f"looks at for the step's last success (1 to {MAX_LEARNING_WINDOW}).",
     )
 
     @model_validator(mode="before")
@@ -104,10 +127,40 @@ class OOMPolicy(BaseModel):
             )
         return value
 
+    @field_validator("learn_start_memory", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        # pydantic's own message would not name the field where the flavor reports it.
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in _TRUE | _FALSE:
+            return value if isinstance(value, bool) else text in _TRUE
+        raise ValueError(
+            f"learn_start_memory={value!r} is not true or false; use False to always start at "
+            "the policy's start, True (the default) to start where the last runs succeeded"
+        )
+
+    @field_validator("learning_window")
+    @classmethod
+    def _window(cls, value: int) -> int:
+        if not 1 <= value <= MAX_LEARNING_WINDOW:
+            raise ValueError(
+                f"learning_window={value!r} is outside 1 to {MAX_LEARNING_WINDOW}; give a "
+                "number of recent runs such as 10 (to turn learning off, set "
+                "learn_start_memory=False)"
+            )
+        return value
+
     @field_validator("memory_multiplier")
     @classmethod
     def _multiplier(cls, value: float) -> float:
-        if not value >= 1:  # also refuses NaN
+        if not math.isfinite(value):
+            raise ValueError(
+                f"memory_multiplier={value!r} is "
+                + ("not a number" if math.isnan(value) else "infinite")
+                + "; use a number from 1 to 100, "
+                "e.g. 1.5 or 2"
+            )
+        if value < 1:
             raise ValueError(
                 f"memory_multiplier={value!r} is below 1 and would shrink memory after an OOM "
                 "kill; use 1 (grow by memory_increment only) or more, e.g. 1.5 or 2"
@@ -125,6 +178,15 @@ class OOMPolicy(BaseModel):
             n_bytes = memory_bytes(value)
         except QuantityError as err:
             raise ValueError(f"{info.field_name}={value!r} is not a memory size: {err}") from None
+        if isinstance(value, str) and not is_whole_bytes(value):
+            raise ValueError(
+                f"{info.field_name}={value!r} is a fraction of a byte ('m' means 1/1000); "
+                "memory is whole bytes: did you mean "
+                f"'{value.strip()[:-1]}Mi' or '{value.strip()[:-1]}M'?"
+                if value.strip().endswith("m")
+                else f"{info.field_name}={value!r} is not a whole number of bytes; give a "
+                "size such as '1536Mi' or '1.5Gi'"
+            )
         if n_bytes == 0 and info.field_name != "memory_increment":
             raise ValueError(f"{info.field_name}={value!r} is zero; give a size such as '2Gi'")
         # Ints are bytes; store the readable form so the model round-trips through YAML.

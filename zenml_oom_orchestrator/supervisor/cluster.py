@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -265,18 +266,25 @@ class ClusterApi:
         subject: dict[str, Any] | None = None,
         warning: bool = False,
         source: str = naming.MANAGED_BY,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> None:
         """Record `reason` on the pod so `kubectl describe` shows it; once per pod and reason.
         `subject` overrides what the Event is about (default: the pod)."""
         meta = pod["metadata"]
         now = now_iso()
+        event_meta: dict[str, Any] = {
+            "name": naming.event_name(meta["name"], reason),
+            "namespace": self.namespace,
+        }
+        if labels:
+            event_meta["labels"] = labels
+        if annotations:
+            event_meta["annotations"] = annotations
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {
-                "name": naming.event_name(meta["name"], reason),
-                "namespace": self.namespace,
-            },
+            "metadata": event_meta,
             "involvedObject": {
                 "apiVersion": (subject or {}).get("apiVersion", "v1"),
                 "kind": (subject or {}).get("kind", "Pod"),
@@ -289,6 +297,7 @@ class ClusterApi:
             "type": "Warning" if warning else "Normal",
             "source": {"component": source},
             "reportingComponent": source,
+            "reportingInstance": socket.gethostname(),
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
@@ -313,11 +322,22 @@ class ClusterApi:
         )
         if any(e["metadata"]["name"] == marker for e in body.get("items") or []):
             return True
-        subject = owner or {"apiVersion": "v1", "kind": "Pod", "name": name}
+        # About an object that exists: the owner (the orchestrator Job), else the namespace.
+        subject = owner or {"apiVersion": "v1", "kind": "Namespace", "name": self.namespace}
         about = {"metadata": {"name": name, "uid": subject.get("uid")}}
         message = f"oom-supervisor started run {run_id}"
         self.emit_event(about, "RunStarted", message, subject, source=naming.RUN_MARKER_SOURCE)
         return False
+
+    def run_results(self, run_id: str) -> list[dict[str, Any]]:
+        """The result Events the supervisor wrote for `run_id` (they outlive the pods)."""
+        body = self._json(
+            "list events",
+            self.core.list_namespaced_event,
+            self.namespace,
+            label_selector=f"{naming.LABEL_RUN}={naming.label_value(run_id)}",
+        )
+        return list(body.get("items") or [])
 
     def pod_events(self, pod_name: str) -> list[dict[str, Any]]:
         """The pod's Events (for `classify`); empty if the server cannot filter them."""

@@ -31,6 +31,7 @@ from zenml_oom_orchestrator.supervisor.pending import (
     explain_unschedulable,
     judge_pending,
     next_memory,
+    started_at,
 )
 from zenml_oom_orchestrator.supervisor.slots import Slots
 from zenml_oom_orchestrator.supervisor.spec import (
@@ -190,7 +191,7 @@ class Engine:
         """Set the next attempt's memory (the start memory for attempt 1); False if the step
         was failed instead, because no node could ever hold it."""
         try:
-            st.next_request, st.next_limit = next_memory(
+            st.next_request, st.next_limit, st.next_source = next_memory(
                 st.spec, st.next_number, st.next_request, st.next_limit, self.largest_node()
             )
         except PolicyError as err:  # refused before any pod exists
@@ -204,6 +205,7 @@ class Engine:
         spec, number = st.spec, st.next_number
         name = naming.attempt_name(self.spec.run_id, spec.name, number, self.spec.name_prefix)
         previous = st.attempts[-1] if st.attempts else None
+        started = self.clock()
         manifest = manifests.build_attempt_pod(
             spec.pod_template,
             name=name,
@@ -217,6 +219,7 @@ class Engine:
             previous_outcome=previous.outcome.to_dict() if previous and previous.outcome else None,
             previous_result=st.unpersisted,
             owner=self.spec.owner,
+            started_at=started,
         )
         try:
             pod, adopted = self.cluster.create_pod(manifest)
@@ -231,7 +234,8 @@ class Engine:
             return
         self.informer.assume(pod)
         st.unpersisted = None
-        started = self.clock()
+        if adopted:  # created by a supervisor before a restart: its own stamp
+            started = started_at(pod) or started
         self.slots.started(st.name)
         st.current = AttemptRecord(
             number=number,
@@ -239,6 +243,7 @@ class Engine:
             memory_limit=st.next_limit,
             budget=st.next_budget,  # type: ignore[arg-type]
             started_at=started,
+            memory_source=st.next_source,
         )
         st.current_pod, st.status, st.waiting_reported = name, StepStatus.PENDING, False
         st.message = f"attempt {number} {'adopted' if adopted else 'created'}: pod {name}"

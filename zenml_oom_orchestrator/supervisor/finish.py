@@ -1,13 +1,13 @@
 """How an attempt ends: record → decide → persist → act, and how a stop ends a step.
 
 What is written per attempt (issue 7 §1 counts API writes):
-- a plain success: nothing. The pod's own terminated status (exit 0) is its record, which a
-  restarted supervisor re-reads from the pod, and a success is not a decision, so no Event;
 - a failure (retry or give up) or a stop: the result annotation on the pod (record + decision,
-  what resume rebuilds from) and one Event with the decision's reason (what `kubectl
-  describe` shows, and what outlives the pod: resume judges a vanished attempt by it).
+  what resume rebuilds from);
+- every judged attempt, a success included: one Event holding the same result (what `kubectl
+  describe` shows, and what outlives the pod: resume rebuilds from it when the pod is gone).
 Both are written before the decision is acted on, so a restart in between redoes nothing and
-loses nothing.
+loses nothing. A pod whose containers all ended is kept (the record); the kubelet writes its
+terminal phase in a later status update.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from zenml_oom_orchestrator.classify import classify
 from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
 from zenml_oom_orchestrator.policy import Decision, GiveUp, Retry, decide
 from zenml_oom_orchestrator.supervisor import naming
-from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
 from zenml_oom_orchestrator.supervisor.pending import terminated_at
 from zenml_oom_orchestrator.supervisor.spec import StepStatus
 from zenml_oom_orchestrator.supervisor.state import (
@@ -58,7 +57,10 @@ def finish_attempt(
         )
     retry_at = engine.clock() + decision.delay_seconds if isinstance(decision, Retry) else None
     persist(engine, st, pod, AttemptResult(record, decision, retry_at), gone)
-    if not gone and not pod_finished(pod):
+    if not gone and not ends_by_itself(pod, st.spec.main_container):
+        # Still Pending, on a lost node, or a sidecar runs on: it would hold memory (or start
+        # late). A pod whose containers all ended stays as the record: a real kubelet writes
+        # the terminal phase one update after the containers' end.
         engine.cluster.delete_pod(st.current_pod, grace_period_seconds=0)  # evidence is saved
     engine.informer.forget(st.current_pod)
     st.attempts.append(record)
@@ -86,26 +88,34 @@ def finish_attempt(
 def persist(
     engine: Engine, st: StepState, pod: dict[str, Any], result: AttemptResult, gone: bool
 ) -> None:
-    """Write the result on the pod (or, if it is gone, on the next attempt's pod), then
-    the Event that `kubectl describe` shows. A plain success writes nothing: the pod's own
-    terminated status is its record (a restart re-reads it) and it is not a decision."""
+    """Write a failure's result on the pod (or, if it is gone, on the next attempt's pod),
+    then the Event, which carries the result too: it outlives the pod (deleted by a TTL, its
+    node lost), so a restarted supervisor never judges a recorded attempt again."""
     assert st.current_pod is not None
-    if result.decision is None and not result.stopped:
-        return
-    payload = {naming.ANN_RESULT: result.to_json()}
-    if gone or not engine.cluster.annotate_pod(st.current_pod, payload):
-        st.unpersisted = result.to_json()
-    emit_result_event(engine.cluster, pod, result)
+    if result.decision is not None or result.stopped:
+        payload = {naming.ANN_RESULT: result.to_json()}
+        if gone or not engine.cluster.annotate_pod(st.current_pod, payload):
+            st.unpersisted = result.to_json()
+    emit_result_event(engine, st.name, pod, result)
 
 
-def emit_result_event(cluster: ClusterApi, pod: dict[str, Any], result: AttemptResult) -> None:
-    """The decision as an Event on the attempt's pod; once per pod (deterministic name).
-    None for a plain success: the issue asks for Events on decisions only."""
-    if result.decision is None and not result.stopped:
-        return
+def emit_result_event(
+    engine: Engine, step: str, pod: dict[str, Any], result: AttemptResult
+) -> None:
+    """The decision (or the success) as an Event on the attempt's pod, holding the result and
+    labelled with the run; once per pod (deterministic name, a repeat gets 409)."""
     message = result.decision.message if result.decision else result.record.message
+    if result.decision is None and not result.stopped:
+        message = f"attempt {result.record.number} succeeded"
     reason = REASON_STOPPED if result.stopped else event_reason(result.decision)
-    cluster.emit_event(pod, reason, message, warning=result.decision is not None)
+    engine.cluster.emit_event(
+        pod,
+        reason,
+        message,
+        warning=result.decision is not None,
+        labels={naming.LABEL_RUN: naming.label_value(engine.spec.run_id)},
+        annotations={naming.ANN_RESULT: result.to_json(), naming.ANN_STEP: step},
+    )
 
 
 def stop_step(engine: Engine, st: StepState, why: str) -> None:
@@ -134,3 +144,21 @@ def stop_step(engine: Engine, st: StepState, why: str) -> None:
 
 def pod_finished(pod: dict[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def ends_by_itself(pod: dict[str, Any], main_container: str) -> bool:
+    """The pod is over or will be without us: a terminal phase, or (restartPolicy Never) every
+    container ended, or an init container failed, while the phase has not caught up yet."""
+    if pod_finished(pod):
+        return True
+    status = pod.get("status") or {}
+    if status.get("phase") not in ("Pending", "Running"):
+        return False  # Unknown: the node is lost, nobody will finish it
+    inits = status.get("initContainerStatuses") or []
+    if any(((s.get("state") or {}).get("terminated") or {}).get("exitCode") for s in inits):
+        return True
+    if any("running" in (s.get("state") or {}) for s in inits):
+        return False  # a native sidecar runs on
+    mains = status.get("containerStatuses") or []
+    names = {s.get("name") for s in mains}
+    return main_container in names and all("terminated" in (s.get("state") or {}) for s in mains)

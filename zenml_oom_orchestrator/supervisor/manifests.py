@@ -67,6 +67,7 @@ def build_attempt_pod(
     previous_outcome: dict[str, Any] | None = None,
     previous_result: str | None = None,
     owner: dict[str, Any] | None = None,
+    started_at: float | None = None,
 ) -> dict[str, Any]:
     """The Pod manifest for `attempt` of `step_name`, memory set from the policy's decision."""
     pod = template_dict(template)
@@ -98,6 +99,8 @@ def build_attempt_pod(
         annotations[naming.ANN_PREVIOUS_OUTCOME] = json.dumps(previous_outcome, sort_keys=True)
     if previous_result is not None:
         annotations[naming.ANN_PREVIOUS_RESULT] = previous_result
+    if started_at is not None:
+        annotations[naming.ANN_STARTED_AT] = f"{started_at:.3f}"
     meta["annotations"] = annotations
     if owner is not None:
         meta["ownerReferences"] = [owner]

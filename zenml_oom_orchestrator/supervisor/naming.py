@@ -34,6 +34,8 @@ ANN_RESULT = ANNOTATION_PREFIX + "result"  # the finished attempt's record + dec
 # The previous attempt's result when its pod vanished before it could carry it (node lost).
 ANN_PREVIOUS_RESULT = ANNOTATION_PREFIX + "previous-result"
 ANN_EXPIRES = ANNOTATION_PREFIX + "expires-at"
+# Epoch seconds (sub-second) the supervisor started the attempt: creationTimestamp is whole seconds.
+ANN_STARTED_AT = ANNOTATION_PREFIX + "started-at"
 
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 _INVALID_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]+")

@@ -61,6 +61,11 @@ class BaseObserver:
     ) -> None:
         pass
 
+    def on_attempt_restored(
+        self, step: str, attempt: AttemptRecord, decision: Decision | None
+    ) -> None:
+        """After a restart: an attempt that ended (and was reported) before it. Optional."""
+
     def on_step_finished(self, step: str, result: StepResult) -> None:
         pass
 
@@ -90,6 +95,13 @@ class MultiObserver(BaseObserver):
     ) -> None:
         for o in self.observers:
             o.on_attempt_finished(step, attempt, decision)
+
+    def on_attempt_restored(
+        self, step: str, attempt: AttemptRecord, decision: Decision | None
+    ) -> None:
+        for o in self.observers:
+            if hasattr(o, "on_attempt_restored"):
+                o.on_attempt_restored(step, attempt, decision)
 
     def on_step_finished(self, step: str, result: StepResult) -> None:
         for o in self.observers:

@@ -14,7 +14,9 @@ from typing import Any
 
 from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
 from zenml_oom_orchestrator.policy import PolicyError, start_memory
+from zenml_oom_orchestrator.policy.learned import learned_start
 from zenml_oom_orchestrator.quantity import format_memory
+from zenml_oom_orchestrator.supervisor import naming
 from zenml_oom_orchestrator.supervisor.manifests import main_container_of
 from zenml_oom_orchestrator.supervisor.spec import StepSpec
 
@@ -33,6 +35,15 @@ def created_at(pod: dict[str, Any]) -> float | None:
     if not stamp:
         return None
     return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+
+
+def started_at(pod: dict[str, Any]) -> float | None:
+    """When the supervisor started the attempt (its sub-second stamp), else its creation."""
+    stamp = ((pod.get("metadata") or {}).get("annotations") or {}).get(naming.ANN_STARTED_AT)
+    try:
+        return float(stamp) if stamp else created_at(pod)
+    except ValueError:
+        return created_at(pod)
 
 
 def terminated_at(pod: dict[str, Any], main_container: str) -> float | None:
@@ -114,18 +125,21 @@ def judge_pending(
 
 def next_memory(
     spec: StepSpec, number: int, request: int, limit: int, largest: int | None
-) -> tuple[int, int]:
-    """(request, limit) for the attempt about to start: the step's start memory when none is
-    planned yet (`limit == 0`), else the decision's. PolicyError when no node could ever
-    hold the request, so the pod is never created to sit Pending."""
+) -> tuple[int, int, str]:
+    """(request, limit, source) for the attempt about to start: the step's start memory
+    (policy or learned, `source` says which) when none is planned yet (`limit == 0`), else
+    the decision's (source ""). PolicyError when no node could ever hold the request, so the
+    pod is never created to sit Pending."""
+    source = ""
     if limit == 0:
         main = main_container_of(spec.pod_template, spec.main_container)
         start = start_memory(spec.policy, spec.resource_memory, main.get("resources"), largest)
-        request, limit = start.request, start.limit
+        start = learned_start(start, spec.learned, spec.policy, largest)
+        request, limit, source = start.request, start.limit, start.source
     if largest is not None and request > largest:
         raise PolicyError(
             f"attempt {number} would request {format_memory(request)} memory but the largest "
             f"node has {format_memory(largest)} allocatable; refused before creating the pod so "
             "it is not left Pending. Lower the step's memory or max_memory, or add a bigger node."
         )
-    return request, limit
+    return request, limit, source

@@ -1,14 +1,15 @@
 """Rebuild the engine's state from the cluster, so a restarted supervisor continues the run.
 
 The cluster is the record: each attempt pod's labels say which step and attempt it is, its
-annotations hold the memory it had and, once it finished, its record and the decision taken
-(written before the decision was acted on). So for each step, the highest attempt tells where
-the step stands:
+annotations hold the memory it had and, once a failure was judged, its record and the decision
+taken (written before the decision was acted on). Every judged attempt, a success included,
+also has an Event holding the same result, labelled with the run: it outlives the pod
+(finished_ttl_seconds, a lost node), so the history and the budgets stay whole. For each step
+the highest attempt tells where the step stands:
 - it has a result: the decision is known; succeeded, failed, or retry with the next number
   (never re-running the same attempt: its name is taken and a create would adopt it);
 - it has none: it is the attempt in flight, or one that finished or vanished while we were
-  down (a success is never annotated: its own terminated status is its record); the normal
-  reconcile classifies and acts on it.
+  down; the normal reconcile classifies and acts on it.
 A pod that vanished before carrying its result left it on its successor (previous-result).
 """
 
@@ -23,7 +24,7 @@ from zenml_oom_orchestrator.policy import AttemptRecord, GiveUp, Retry
 from zenml_oom_orchestrator.quantity import memory_bytes
 from zenml_oom_orchestrator.supervisor import naming
 from zenml_oom_orchestrator.supervisor.finish import emit_result_event, finish_attempt
-from zenml_oom_orchestrator.supervisor.pending import created_at
+from zenml_oom_orchestrator.supervisor.pending import created_at, started_at
 from zenml_oom_orchestrator.supervisor.spec import StepStatus
 from zenml_oom_orchestrator.supervisor.state import AttemptResult, StepState
 
@@ -65,18 +66,31 @@ def group_by_step(pods: list[Pod]) -> dict[str, dict[int, Pod]]:
     return out
 
 
-def rebuild_step(st: StepState, pods: dict[int, Pod]) -> AttemptResult | None:
-    """Restore `st` from its attempt pods; returns the last finished attempt's result (whose
-    Event and observer hook may not have happened before the restart)."""
-    results: dict[int, AttemptResult] = {}
+def results_by_step(events: list[dict[str, Any]]) -> dict[str, dict[int, AttemptResult]]:
+    """The results the supervisor's own Events hold, per step and attempt number."""
+    out: dict[str, dict[int, AttemptResult]] = {}
+    for event in events:
+        step = ((event.get("metadata") or {}).get("annotations") or {}).get(naming.ANN_STEP)
+        res = _result(event)
+        if step and res is not None:
+            out.setdefault(step, {})[res.record.number] = res
+    return out
+
+
+def rebuild_step(
+    st: StepState, pods: dict[int, Pod], results: dict[int, AttemptResult]
+) -> AttemptResult | None:
+    """Restore `st` from its attempt pods and `results` (from its Events; completed here
+    from the pods); returns the last finished attempt's result (whose Event and observer
+    hook may not have happened before the restart)."""
     for number, pod in pods.items():
         res = _result(pod)
         if res is not None:
             results[number] = res
         carried = _result(pod, naming.ANN_PREVIOUS_RESULT)
         if carried is not None and carried.record.number not in pods:
-            results[carried.record.number] = carried
-    last = max(pods)
+            results.setdefault(carried.record.number, carried)
+    last = max([*pods, *results])
     st.skip_checked = True  # it ran, so it was not a cache hit
     st.attempts = [results[n].record for n in sorted(results) if n <= last]
     if last in results:
@@ -100,7 +114,7 @@ def rebuild_step(st: StepState, pods: dict[int, Pod]) -> AttemptResult | None:
         memory_request=memory_bytes(ann[naming.ANN_MEMORY_REQUEST]),
         memory_limit=memory_bytes(ann[naming.ANN_MEMORY_LIMIT]),
         budget=budget,
-        started_at=created_at(pod),
+        started_at=started_at(pod),
     )
     st.current_pod = pod["metadata"]["name"]
     st.next_number = last
@@ -131,12 +145,18 @@ def resume(engine: Engine, pods: list[Pod], restarted: bool | None = None) -> in
 
 def _resume(engine: Engine, pods: list[Pod], restarted: bool | None) -> int:
     groups = group_by_step(pods)
-    for step, by_number in groups.items():
+    recorded: dict[str, dict[int, AttemptResult]] = {}
+    if groups or restarted:
+        recorded = results_by_step(engine.cluster.run_results(engine.spec.run_id))
+    for step in sorted(set(groups) | set(recorded)):
+        by_number = groups.get(step, {})
         st = engine.states.get(step)
         if st is None:
             log.warning("pods of unknown step %r in run %s; ignored", step, engine.spec.run_id)
             continue
-        res = rebuild_step(st, by_number)
+        results = recorded.get(step, {})
+        res = rebuild_step(st, by_number, results)
+        _restore_history(engine, st, res, results)
         if st.current is not None:
             engine.hook("on_attempt_started", step, st.current)
             continue
@@ -144,7 +164,7 @@ def _resume(engine: Engine, pods: list[Pod], restarted: bool | None) -> int:
             continue
         pod = by_number.get(res.record.number)
         if pod is not None:
-            emit_result_event(engine.cluster, pod, res)
+            emit_result_event(engine, step, pod, res)
         engine.hook("on_attempt_finished", step, res.record, res.decision)
         if res.stopped:
             engine.stop_requested = True
@@ -154,10 +174,22 @@ def _resume(engine: Engine, pods: list[Pod], restarted: bool | None) -> int:
             recover_vanished(engine, st)
     if groups or restarted:  # not a fresh run: a first attempt may have vanished meanwhile
         for name, state in engine.states.items():
-            if name not in groups:
+            if name not in groups and name not in recorded:
                 recover_vanished(engine, state)
     engine.slots.flying = {name for name, st in engine.states.items() if st.current is not None}
-    return len(groups)
+    return len(set(groups) | set(recorded))
+
+
+def _restore_history(
+    engine: Engine, st: StepState, last: AttemptResult | None, results: dict[int, AttemptResult]
+) -> None:
+    """Tell the observer about the attempts that ended before the restart and whose hooks
+    ran then (`on_attempt_restored`): its history is whole, and no hook runs twice."""
+    replayed = last.record.number if last is not None else None
+    for record in st.attempts:
+        res = results.get(record.number)
+        if record.number != replayed and hasattr(engine.observer, "on_attempt_restored"):
+            engine.hook("on_attempt_restored", st.name, record, res.decision if res else None)
 
 
 def recover_vanished(engine: Engine, st: StepState) -> None:

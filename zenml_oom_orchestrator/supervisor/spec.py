@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zenml_oom_orchestrator.policy import AppRetryConfig, AttemptRecord, OOMPolicy
+from zenml_oom_orchestrator.policy.learned import LearnedMemory
 from zenml_oom_orchestrator.supervisor.cluster import ApiRetry
 from zenml_oom_orchestrator.supervisor.manifests import main_container_of, template_dict
 
@@ -80,6 +81,11 @@ class StepSpec(BaseModel):
         default=None, description="ZenML ResourceSettings(memory=...) for the start memory."
     )
     cached: bool = Field(default=False, description="Already done (e.g. a cache hit): no pod.")
+    learned: LearnedMemory | None = Field(
+        default=None,
+        description="What earlier runs say the step needs (policy.learned.learn); the start "
+        "memory is the larger of it and the policy's start.",
+    )
 
     @field_validator("pod_template", mode="before")
     @classmethod

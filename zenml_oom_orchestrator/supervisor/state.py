@@ -85,6 +85,7 @@ class StepState:
     next_number: int = 1
     next_request: int = 0
     next_limit: int = 0
+    next_source: str = ""  # where the start memory came from (policy or learned); attempt 1
     next_budget: str | None = None  # the budget paying for the next attempt
     not_before: float = 0.0  # epoch seconds; the policy's retry delay
     message: str = ""

@@ -1,6 +1,7 @@
 """Shared by the supervisor's and the reliability tests: steps whose attempts the local
-cluster's kubelet simulates (no process, so dozens of attempts cost nothing), and the
-supervisor as a killable subprocess, the way the flavor's orchestrator pod runs it."""
+cluster's kubelet simulates (no process, so dozens of attempts cost nothing) and a real
+kubelet runs (the same template carries the command that does what the simulation says),
+and the supervisor as a killable subprocess, the way the flavor's orchestrator pod runs it."""
 
 from __future__ import annotations
 
@@ -12,19 +13,35 @@ from pathlib import Path
 from typing import Any
 
 from zenml_oom_orchestrator.localcluster.kubelet.simulated import ANNOTATION
+from zenml_oom_orchestrator.quantity import memory_bytes
 
 NEEDS = "300Mi"  # an OOM step's need: attempt 1 (256Mi) is OOMKilled, attempt 2 (512Mi) is not
 
 
+SIM_IMAGE = "python:3.11"  # the real tier imports its python image under this name too
+
+
 def sim(seconds: float, needs: str | None = None, exit_code: int = 0) -> dict[str, Any]:
     """A pod template whose `main` container "runs" `seconds`, then exits with `exit_code`,
-    or is OOMKilled while its memory limit is below `needs`."""
+    or is OOMKilled while its memory limit is below `needs`. The local kubelet simulates it;
+    on a real kubelet the command does it (sleeps, touches `needs` of memory, exits; SIGTERM
+    ends it at once, as it ends a simulation: Python as PID 1 would ignore it)."""
     script: dict[str, Any] = {"afterMs": int(seconds * 1000), "exitCode": exit_code}
+    code = (
+        "import signal, sys, time; "
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)); "
+        f"time.sleep({seconds}); "
+    )
     if needs:
         script["needsMemory"] = needs
+        n = memory_bytes(needs)
+        code += f"b = bytearray({n}); b[::4096] = b'\\x01' * len(range(0, {n}, 4096)); "
+    code += f"sys.exit({exit_code})"
     return {
         "metadata": {"annotations": {ANNOTATION: json.dumps(script)}},
-        "spec": {"containers": [{"name": "main", "image": "rel/sim", "command": ["true"]}]},
+        "spec": {
+            "containers": [{"name": "main", "image": SIM_IMAGE, "command": ["python", "-c", code]}]
+        },
     }
 
 

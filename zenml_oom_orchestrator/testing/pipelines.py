@@ -94,3 +94,12 @@ def cacheable(mib: int = 10, tag: str = "") -> None:
     allocate(mib, 0.1, tag, id="first")
     allocate(mib + 1, 0.1, tag, id="second")  # other inputs: not a cache hit of `first`
     report(tag, after=["first", "second"])
+
+
+@pipeline(enable_cache=False)
+def early_then_long(sleep_seconds: float = 20) -> None:
+    """A step that ends at once, then a long one and one after it: for deleting the
+    orchestrator pod while a step runs and another has already completed."""
+    allocate(10, 0.1, id="early")
+    sleep(sleep_seconds, after=["early"])
+    report(after=["sleep"])

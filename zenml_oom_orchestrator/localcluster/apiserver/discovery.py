@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..resources import RESOURCES, ResourceType
+from ..version import GIT_VERSION, MAJOR, MINOR
 
-KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-oom-local"}
+KUBE_VERSION = {"major": str(MAJOR), "minor": str(MINOR), "gitVersion": GIT_VERSION}
 
 _SINGULAR = {"namespaces": "namespace", "serviceaccounts": "serviceaccount"}
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"]}
@@ -18,7 +19,7 @@ def version_info() -> dict[str, Any]:
         "gitCommit": "0" * 40,
         "gitTreeState": "clean",
         "buildDate": "2025-01-01T00:00:00Z",
-        "goVersion": "go1.23",
+        "goVersion": "go1.25",
         "compiler": "gc",
         "platform": "linux/amd64",
     }
@@ -138,8 +139,10 @@ def openapi_v3_group(api_version: str) -> dict[str, Any] | None:
         if rt.namespaced:
             base += "/namespaces/{namespace}"
         base += f"/{rt.plural}"
-        paths[base] = {"post": op("post"), "get": op("list")}
-        paths[base + "/{name}"] = {"get": op("get"), "put": op("put"), "patch": op("patch")}
+        paths[base] = {"post": op("post")}
+        if "get" in rt.verbs:  # not the create-only reviews
+            paths[base]["get"] = op("list")
+            paths[base + "/{name}"] = {"get": op("get"), "put": op("put"), "patch": op("patch")}
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": KUBE_VERSION["gitVersion"]},

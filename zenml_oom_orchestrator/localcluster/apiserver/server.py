@@ -22,10 +22,13 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..faults import DROP, ERROR, EXPIRE, THROTTLE, FaultConfig, Faults
+from ..resources import REVIEWS
 from ..store import Store
 from . import handlers
 from .discovery import discovery_document
 from .logs import serve_log
+from .protobuf import decode_object
+from .reviews import review
 from .routing import Route, parse_resource_path
 from .streams import OpenStream, serve_watch
 from .tables import to_table, wants_table
@@ -177,7 +180,7 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         api = self.server.api
         try:
-            body = self._read_body()
+            raw = self._read_raw()
             url = urlsplit(self.path)
             query = dict(parse_qsl(url.query, keep_blank_values=True))
             if query.get("dryRun") and method != "GET":
@@ -187,6 +190,7 @@ class Handler(BaseHTTPRequestHandler):
             if route is None:
                 self._non_resource(api, method, url.path)
                 return
+            body = self._decode_body(raw, route)
             verb = _verb(method, route, query)
             resource = route.rt.plural + (f"/{route.subresource}" if route.subresource else "")
             api.count(verb, resource)
@@ -202,17 +206,22 @@ class Handler(BaseHTTPRequestHandler):
             err = InternalError(f"{type(e).__name__}: {e}")
             self.send_json(500, err.status())
 
-    def _read_body(self) -> Any:
+    def _read_raw(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        if not length:
+        return self.rfile.read(length) if length else b""
+
+    def _decode_body(self, raw: bytes, route: Route) -> Any:
+        if not raw:
             return None
-        raw = self.rfile.read(length)
         ctype = self.headers.get("Content-Type", "")
-        if "protobuf" in ctype or "cbor" in ctype:
+        if "protobuf" in ctype:
+            # kubectl's generators and `auth can-i` send nothing else (no fallback to JSON).
+            return decode_object(raw, route.rt.kind)
+        if "cbor" in ctype:
             # JSON only; client-go then falls back to JSON for the rest of its requests.
             raise UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types "
-                f"include: application/json (got {ctype})"
+                f"include: application/json, application/vnd.kubernetes.protobuf (got {ctype})"
             )
         try:
             return json.loads(raw)
@@ -261,6 +270,11 @@ class Handler(BaseHTTPRequestHandler):
         expire: bool,
     ) -> None:
         store = api.store
+        if route.rt.plural in REVIEWS:
+            if method != "POST":
+                raise MethodNotAllowed(f"{route.rt.plural} supports create only")
+            self.send_json(201, review(route.rt.kind, body))
+            return
         if route.subresource == "log":
             if method != "GET":
                 raise MethodNotAllowed("pods/log supports GET only")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -56,11 +57,15 @@ def record_event(
     component: str = "kubelet",
     host: str | None = None,
     field_path: str | None = None,
+    action: str | None = None,
 ) -> dict[str, Any] | None:
     """Create an Event about `involved_object`, or bump the count of an identical recent one.
 
     Cluster-scoped objects (nodes) get their events in "default", as on a real cluster. Never
-    raises: an event is not worth failing a controller for.
+    raises: an event is not worth failing a controller for. With `action`, the Event is one
+    written through events.k8s.io/v1 (the scheduler's recorder), as the core/v1 API shows it:
+    `source` empty, `reportingInstance` "<component>-<host>", `eventTime` and `series` instead
+    of the first/last timestamps and `count`.
     """
     ref = object_reference(involved_object, field_path)
     namespace = ref.get("namespace") or "default"
@@ -71,7 +76,7 @@ def record_event(
             known = _recent.get(key)
         if known is not None:
             try:
-                return _bump(store, known, stamp)  # type: ignore[no-any-return]
+                return _bump(store, known, stamp, action is not None)  # type: ignore[no-any-return]
             except Exception:  # noqa: BLE001 - gone (TTL, GC): record a fresh one
                 pass
         event = {
@@ -92,6 +97,16 @@ def record_event(
             "reportingComponent": component,
             "reportingInstance": host or "",
         }
+        if action is not None:
+            event.update(
+                source={},
+                firstTimestamp=None,
+                lastTimestamp=None,
+                eventTime=micro_now(),
+                action=action,
+                reportingInstance=f"{component}-{host or socket.gethostname()}",
+            )
+            event.pop("count")
         created = store.create("events", event, namespace=namespace)
         with _lock:
             _recent[key] = (namespace, created["metadata"]["name"])
@@ -107,8 +122,12 @@ def record_event(
         return None
 
 
-def _bump(store: Any, known: tuple[str, str], stamp: str) -> Any:
+def _bump(store: Any, known: tuple[str, str], stamp: str, series: bool) -> Any:
     def fn(ev: dict[str, Any]) -> None:
+        if series:  # events.k8s.io/v1: a repeat is counted in `series`
+            old = ev.get("series") or {"count": 1}
+            ev["series"] = {"count": int(old["count"]) + 1, "lastObservedTime": micro_now()}
+            return
         ev["count"] = int(ev.get("count") or 1) + 1
         ev["lastTimestamp"] = stamp
 

@@ -123,8 +123,16 @@ def _pressure_message(kubelet: NodeFaults, worker: PodWorker) -> str:
 
 
 def image_pull_failed(worker: PodWorker, rec: ContainerRecord, image: str) -> None:
-    """ErrImagePull and ImagePullBackOff alternate, as kubelet's image back-off shows them."""
+    """ErrImagePull and ImagePullBackOff alternate, as kubelet's image back-off shows them;
+    with `imagePullPolicy: Never` a missing image is ErrImageNeverPull, with no pull at all."""
     k = worker.kubelet
+    if rec.spec.get("imagePullPolicy") == "Never":
+        text = f'Container image "{image}" is not present with pull policy of Never'
+        k.record(worker.pod, "ErrImageNeverPull", text, "Warning", path=rec)
+        k.record(worker.pod, "Failed", "Error: ErrImageNeverPull", "Warning", path=rec)
+        rec.state = waiting("ErrImageNeverPull", text)
+        rec.next_start = time.monotonic() + k.image_pull_backoff[1]
+        return
     error = (
         f'failed to pull and unpack image "{image}": failed to resolve reference '
         f'"{image}": {image}: not found'

@@ -22,7 +22,7 @@ from .informer import Informer
 from .logs import read_log
 from .node import register_node, set_node_ready_status
 from .pod_worker import PodWorker
-from .podresources import TERMINAL_PHASES, format_bytes, memory_limit_bytes
+from .podresources import TERMINAL_PHASES
 from .status import ContainerRecord
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Kubelet(NodeFaults):
         cgroup_prefix: str = DEFAULT_PREFIX,
         cluster_id: str | None = None,
         restart_backoff: tuple[float, float] = (0.2, 5.0),
+        terminal_phase_delay: float = 0.3,
         image_pull_backoff: tuple[float, float] = (0.5, 5.0),
         image_pull_failures: Sequence[str] = (),
         extra_env: Mapping[str, str] | None = None,
@@ -67,6 +68,9 @@ class Kubelet(NodeFaults):
         self._backend_choice = cgroup_backend
         self.backend: CgroupBackend = None  # type: ignore[assignment]  # set by start()
         self.restart_backoff = restart_backoff
+        # A real kubelet writes a container's terminated state one status update before the
+        # pod's terminal phase (about 1 s later, once the pod worker has finished the pod).
+        self.terminal_phase_delay = terminal_phase_delay
         self.image_pull_backoff = image_pull_backoff
         self.image_pull_failures: list[str] = list(image_pull_failures)
         self.base_env = {**(os.environ if inherit_env else {}), **(extra_env or {})}
@@ -216,36 +220,6 @@ class Kubelet(NodeFaults):
             group = "initContainers" if path.init else "containers"
             field_path = f"spec.{group}{{{path.name}}}"
         record_event(self.store, pod, reason, message, type, "kubelet", self.node_name, field_path)
-
-    def record_oom(
-        self,
-        pod: Mapping[str, Any],
-        rec: ContainerRecord,
-        proc: Any,
-        sig: int | None,
-        count: int,
-    ) -> None:
-        """The kernel's line, as node-problem-detector's kernel monitor turns it into an event."""
-        limit = memory_limit_bytes(rec.spec)
-        victim = (
-            f"process {proc.pid} ({Path(str(rec.spec.get('command', ['?'])[0])).name})"
-            if sig == 9
-            else "a process of the container"
-        )
-        message = (
-            f"Memory cgroup out of memory: Killed {victim} in container {rec.name} "
-            f"(limit {format_bytes(limit) if limit else 'none'}, oom_kill {count})"
-        )
-        record_event(
-            self.store,
-            pod,
-            "OOMKilling",
-            message,
-            "Warning",
-            "kernel-monitor",
-            self.node_name,
-            f"spec.{'initContainers' if rec.init else 'containers'}{{{rec.name}}}",
-        )
 
     # -- logs --------------------------------------------------------------------------------
     def read_log(

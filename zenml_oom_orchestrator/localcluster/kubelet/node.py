@@ -6,9 +6,9 @@ import platform
 from typing import Any
 
 from ..errors import AlreadyExists
+from ..version import GIT_VERSION
 from .events import now, record_event
 
-KUBELET_VERSION = "v1.30.0-zenml-oom-local"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 
 _READY_ROWS = (
@@ -73,8 +73,8 @@ def node_object(name: str, allocatable: dict[str, str], cgroups: str) -> dict[st
             ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
-                "kubeletVersion": KUBELET_VERSION,
-                "kubeProxyVersion": KUBELET_VERSION,
+                "kubeletVersion": GIT_VERSION,
+                "kubeProxyVersion": "",  # deprecated: kubelets since 1.33 leave it empty
                 "operatingSystem": "linux",
                 "architecture": machine,
                 "kernelVersion": platform.release(),

@@ -61,6 +61,8 @@ class PodWorker(StatusWriter):
         self._kill_at: float | None = None  # set once the pod is being deleted
         self._override: tuple[str, str, str] | None = None  # (phase, reason, message)
         self._frozen = False  # node lost: the status stays as it was last seen
+        # Set when every container has ended: until then the last phase is reported.
+        self._terminal_due: float | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"pod-{self.namespace}/{self.name}", daemon=True
         )
@@ -139,7 +141,7 @@ class PodWorker(StatusWriter):
             self.finished = True
 
     def _next_wakeup(self) -> float | None:
-        times = [t for t in (self._deadline, self._kill_at) if t is not None]
+        times = [t for t in (self._deadline, self._kill_at, self._terminal_due) if t is not None]
         if self._kill_at is None:
             times += [r.next_start for r in self.records if r.next_start and r.proc is None]
         if not times:
@@ -176,10 +178,20 @@ class PodWorker(StatusWriter):
             self._override[0] if self._override else pod_phase(self.policy, self.init, self.main)
         )
         if phase in podresources.TERMINAL_PHASES and not self.running:
+            if self._override is None and not self._frozen and self._hold_terminal_phase(t):
+                self.write_status()  # the containers' terminated states, the phase as it was
+                return
+            self._terminal_due = None
             self.write_status()
             self.finished = True
         elif not self._frozen:
             self.write_status()
+
+    def _hold_terminal_phase(self, t: float) -> bool:
+        """True while the terminal phase waits for its own, later status update."""
+        if self._terminal_due is None:
+            self._terminal_due = t + self.kubelet.terminal_phase_delay
+        return t < self._terminal_due
 
     def _start_due(self, t: float) -> None:
         for rec in self.init:
@@ -288,8 +300,8 @@ class PodWorker(StatusWriter):
             rec.cgroup = None
         else:
             _signal(proc, signal.SIGKILL)
-        if oom_kills > 0:
-            self.kubelet.record_oom(self.pod, rec, proc, sig, oom_kills)
+        # No Event for it: a real kubelet's OOM watcher reports system OOMs only; the
+        # reason OOMKilled in the container's state is the whole record.
         self._after_exit(rec)
 
     def _after_exit(self, rec: ContainerRecord) -> None:

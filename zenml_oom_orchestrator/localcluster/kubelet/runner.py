@@ -16,6 +16,11 @@ from .cgroups import CgroupBackend
 # The image is ignored, so `python` must mean the interpreter the cluster runs on (it has the
 # project and its dependencies installed).
 _PYTHON_NAMES = ("python", "python3")
+# A container's command is its PID 1, which the kernel spares from every signal it has no
+# handler for: SIGTERM at deletion is ignored unless the program handles it (then SIGKILL at
+# the end of the grace period). A local process is no PID 1, so it starts with SIGTERM
+# ignored, a disposition exec keeps and a handler replaces: the same behaviour.
+_AS_PID1 = ("/bin/sh", "-c", 'trap "" TERM; exec "$@"', "pid1")
 
 
 class StartError(RuntimeError):
@@ -63,7 +68,7 @@ def spawn(
     with open(log_path, "ab") as out:
         try:
             return subprocess.Popen(
-                backend.wrap(cgroup, argv),
+                [*_AS_PID1, *backend.wrap(cgroup, argv)],
                 env=dict(env),
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,

@@ -5,7 +5,8 @@ Annotate a pod with `zenml-oom.local/simulate` holding JSON such as::
     {"afterMs": 200, "exitCode": 137, "reason": "OOMKilled"}
 
 Every container of the pod then "runs" for `afterMs` and ends with that outcome (reason
-OOMKilled also records an OOMKilling event, as a real cgroup OOM kill would). Other keys:
+OOMKilled is reported in the container's state only: a real kubelet records no Event for a
+container's OOM kill). Other keys:
 `"runs": [outcome, ...]` scripts successive runs (restarts; the last one repeats), and
 `"containers": {"name": outcome}` overrides per container, and `"needsMemory": "300Mi"`
 makes a run OOMKilled (exit 137) while the container's memory limit is below that size, as

@@ -32,6 +32,7 @@ class StatusWriter:
     _override: tuple[str, str, str] | None
     _kill_at: float | None
     _frozen: bool
+    _terminal_due: float | None
 
     def __init__(self) -> None:
         self._conditions: list[dict[str, Any]] = []
@@ -49,7 +50,11 @@ class StatusWriter:
             # Since 1.27 a deleted pod ends in a terminal phase before it goes away.
             ok = all(r.exit_code == 0 for r in self.main)
             return "Succeeded" if ok else "Failed"
-        return pod_phase(self.policy, self.init, self.main)
+        phase = pod_phase(self.policy, self.init, self.main)
+        if phase in TERMINAL_PHASES and self._terminal_due is not None:
+            # The containers' end is reported first, the terminal phase in a later update.
+            return str((self._last or {}).get("phase") or "Pending")
+        return phase
 
     def build_status(self) -> dict[str, Any]:
         phase = self.phase()
