@@ -19,7 +19,10 @@ import os
 from workload import use_memory
 from zenml import pipeline, step
 
-from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings
+from zenml_oom_orchestrator.flavors import (
+    OOMKubernetesOrchestratorSettings,
+    PipelineRunFailedError,
+)
 
 GREEDY_MIB = int(os.environ.get("OOM_EXAMPLE_GREEDY_MIB", "1500"))
 
@@ -31,8 +34,8 @@ GREEDY_MIB = int(os.environ.get("OOM_EXAMPLE_GREEDY_MIB", "1500"))
         )
     }
 )
-def greedy() -> int:
-    return use_memory(GREEDY_MIB)
+def greedy(mib: int) -> int:
+    return use_memory(mib)
 
 
 @step
@@ -42,15 +45,22 @@ def publish(size: int) -> None:
 
 @pipeline(enable_cache=False)
 def cap_hit() -> None:
-    publish(greedy())
+    # A parameter, read here: the pods do not see this script's environment.
+    publish(greedy(GREEDY_MIB))
 
 
 if __name__ == "__main__":
-    from zenml.client import Client
-
     try:
         cap_hit.with_options(config_path=os.environ.get("ZENML_OOM_RUN_CONFIG"))()
-    except Exception as err:  # a synchronous run that failed may raise: that is the point here
-        print(f"The run failed as expected: {err}")
-    run = Client().get_pipeline("cap_hit").last_run
-    print(f"Run `{run.name}` ended {run.status.value}. Why: zenml-oom explain {run.name} greedy")
+    except PipelineRunFailedError as failed:
+        # Only the failure this example is about: `greedy` stopped at its cap. Anything else
+        # (another step, another reason) is a real error and is raised as it is.
+        if "already max_memory" not in failed.failed_steps.get("greedy", ""):
+            raise
+        print(f"The run failed as expected: {failed.failed_steps['greedy']}")
+        print(f"Why, in plain words: zenml-oom explain {failed.run_name} greedy")
+    else:
+        raise SystemExit(
+            "The run completed, but `greedy` should have hit its cap: is the step "
+            "given more memory than 768Mi somewhere?"
+        )

@@ -42,8 +42,8 @@ def load() -> int:
         ),
     }
 )
-def embed(rows: int) -> int:
-    return use_memory(EMBED_MIB) + rows
+def embed(rows: int, mib: int) -> int:
+    return use_memory(mib) + rows
 
 
 @step(settings={"orchestrator": OOMKubernetesOrchestratorSettings(max_oom_retries=0)})
@@ -54,7 +54,8 @@ def score(size: int) -> float:
 
 @pipeline(enable_cache=False)
 def per_step_policy() -> None:
-    score(embed(load()))
+    # A parameter, read here: the pods do not see this script's environment.
+    score(embed(load(), EMBED_MIB))
 
 
 if __name__ == "__main__":

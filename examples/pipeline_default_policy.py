@@ -33,8 +33,8 @@ PIPELINE_POLICY = OOMKubernetesOrchestratorSettings(
 
 
 @step
-def features() -> int:
-    return use_memory(FEATURES_MIB)
+def features(mib: int) -> int:
+    return use_memory(mib)
 
 
 @step(settings={"orchestrator": OOMKubernetesOrchestratorSettings(max_memory="512Mi")})
@@ -45,7 +45,8 @@ def report(size: int) -> str:
 
 @pipeline(enable_cache=False, settings={"orchestrator": PIPELINE_POLICY})
 def pipeline_default_policy() -> None:
-    report(features())
+    # A parameter, read here: the pods do not see this script's environment.
+    report(features(FEATURES_MIB))
 
 
 if __name__ == "__main__":

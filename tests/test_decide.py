@@ -291,3 +291,12 @@ def test_escalation_is_monotonic_and_bounded(
         )
     assert len(attempts) - 1 <= policy.max_oom_retries
     assert decision.reason in ("oom_retries_exhausted", "memory_cap_reached", "node_memory_reached")
+
+
+def test_a_long_cause_is_shortened_at_a_word_and_marked() -> None:
+    words = "0/1 nodes are available: 1 Insufficient memory. preemption: " * 6
+    outcome = Outcome(OutcomeKind.UNSCHEDULABLE, "main", reason="Unschedulable", message=words)
+    give_up = _give_up(decide("s", [_attempt(1, GI)], outcome, OOMPolicy()))
+    cause = give_up.message.split("(Unschedulable: ", 1)[1].split(" ...)", 1)[0]
+    assert len(cause) <= 237 and words.startswith(cause + " ")
+    assert give_up.message.endswith("add a node with more allocatable memory.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import cli_runs, demo
+from . import cli_runs, demo, local_stack
 from .localcluster.cli import cluster
 
 
@@ -18,7 +18,7 @@ def cli() -> None:
 
 
 cli.add_command(cluster)
-for command in (demo.demo, cli_runs.attempts, cli_runs.explain):
+for command in (demo.demo, local_stack.local_stack, cli_runs.attempts, cli_runs.explain):
     cli.add_command(command)
 
 

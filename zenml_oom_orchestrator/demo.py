@@ -58,12 +58,51 @@ def pod_progress(pod: Mapping[str, Any]) -> tuple[str, int, str, str] | None:
     )
     status = pod.get("status") or {}
     state = str(status.get("phase") or "Pending")
+    if state == "Pending":
+        state += _unscheduled(status)
     for container in status.get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated")
         if terminated:
             state = str(terminated.get("reason") or f"exit {terminated.get('exitCode')}")
         break
     return step, int(labels[naming.LABEL_ATTEMPT]), str(limit), state
+
+
+# What `zenml login --local` imports: ZenML's "server" extra (which includes "local", the
+# SQL store). A plain `pip install zenml-oom-orchestrator` has neither.
+SERVER_MODULES = ("fastapi", "uvicorn", "jwt", "multipart", "sqlalchemy", "sqlmodel", "alembic")
+
+
+def missing_server_modules() -> list[str]:
+    """The modules of ZenML's server extra that cannot be imported here."""
+    import importlib
+
+    missing = []
+    for module in SERVER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    return missing
+
+
+def require_server_extra() -> None:
+    """Refuse before anything starts when the local ZenML server could not run."""
+    missing = missing_server_modules()
+    if missing:
+        raise click.ClickException(
+            "the demo runs a local ZenML server, which needs ZenML's server extra (missing: "
+            f"{', '.join(missing)}). Install it with: pip install -e '.[server]'"
+        )
+
+
+def _unscheduled(status: Mapping[str, Any]) -> str:
+    """`` (Unschedulable: 0/1 nodes are available: 1 Insufficient memory.)`` while the
+    scheduler cannot place the pod, as `kubectl describe pod` says it; else empty."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return f" ({condition.get('reason')}: {condition.get('message')})"
+    return ""
 
 
 class ProgressPrinter:
@@ -89,27 +128,6 @@ class ProgressPrinter:
 def _resource_version(pod: Mapping[str, Any]) -> int:
     version = str((pod.get("metadata") or {}).get("resourceVersion") or "0")
     return int(version) if version.isdigit() else 0
-
-
-def _run_config(path: Path) -> Path:
-    """No image build or code upload: the local cluster runs this Python, and the pods import
-    the example from the examples folder."""
-    import yaml
-
-    from .testing.stack import no_build_docker_settings
-
-    env = [{"name": "PYTHONPATH", "value": str(EXAMPLES)}]
-    config = {
-        "settings": {
-            "docker": no_build_docker_settings().model_dump(exclude_defaults=True),
-            "orchestrator": {
-                "pod_settings": {"env": env},
-                "orchestrator_pod_settings": {"env": env},
-            },
-        }
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @contextlib.contextmanager
@@ -165,6 +183,7 @@ def demo(memory: str, keep: bool) -> None:
             f"{EXAMPLES / 'oom_pipeline.py'} not found: run the demo from a clone of the "
             "repository (pip install -e .)"
         )
+    require_server_extra()
     if plain_output(os.environ, sys.stdout):
         # ZenML's log formatter reads this when ZenML is first imported (below, not yet).
         os.environ[ENV_NO_ZENML_COLOURS] = "true"
@@ -194,8 +213,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _demo(tmp: Path, memory: str) -> int:
+    from . import local_stack as stack
     from .localcluster.cluster import LocalCluster
-    from .testing import stack
     from .testing.zenml_server import local_zen_server
 
     with contextlib.ExitStack() as cleanup:
@@ -211,9 +230,8 @@ def _demo(tmp: Path, memory: str) -> int:
             assert cluster.store is not None and cluster.kubeconfig_path is not None
             cluster.store.create("namespaces", {"metadata": {"name": stack.NAMESPACE}})
             stack.use_kubeconfig(cluster.kubeconfig_path)
-        with _step(3, "Registering the oom_kubernetes flavor and a stack"):
-            server.cli("orchestrator", "flavor", "register", stack.FLAVOR_SOURCE)
-            stack.register_stack(STACK, STACK, "oom_kubernetes")
+        with _step(3, "Registering the oom_kubernetes flavor and a stack (zenml-oom local-stack)"):
+            stack.register_local_stack(STACK)
             from zenml.client import Client
 
             stack_id = str(Client().get_stack(STACK).id)
@@ -229,7 +247,6 @@ def _demo(tmp: Path, memory: str) -> int:
             **DEFAULT_ENV,
             "KUBECONFIG": str(cluster.kubeconfig_path),
             "ZENML_ACTIVE_STACK_ID": stack_id,
-            "ZENML_OOM_RUN_CONFIG": str(_run_config(tmp / "run-config.yaml")),
         }
         returncode = _run_pipeline(env, log_path, cluster, stack.NAMESPACE)
         click.secho("[5/5] Result", bold=True)

@@ -106,6 +106,15 @@ def _advice(last: Mapping[str, Any]) -> tuple[str, list[str]]:
             "the step's fault, but its infrastructure retries were used up.",
             ["Raise max_infrastructure_retries, or check the cluster's nodes."],
         )
+    if outcome == "unschedulable" and "orchestrator pod holds" in message:
+        return (
+            f"No node can fit its memory request ({limit}) beside the run's own orchestrator "
+            "pod, which holds part of the node for the whole run.",
+            [
+                "Lower max_memory (or initial_memory) below what the node has left, add a",
+                "bigger node, or give the orchestrator pod less memory (orchestrator_pod_settings).",
+            ],
+        )
     if outcome == "unschedulable":
         return f"No node could fit its memory request ({limit}) in time.", [
             "Lower initial_memory or max_memory, add a node with more memory, or raise",

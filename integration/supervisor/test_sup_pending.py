@@ -16,10 +16,12 @@ from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepSpec, Step
 pytestmark = pytest.mark.cluster  # the session cluster's node has 8Gi allocatable
 
 
-def hold_memory(api_client: Any, namespace: str, request: str, seconds: float) -> None:
+def hold_memory(
+    api_client: Any, namespace: str, request: str, seconds: float, name: str = "holder"
+) -> None:
     """Another workload (not ours) holding `request` of the node for `seconds`."""
     pod = template(f"import time; time.sleep({seconds})")
-    pod["metadata"]["name"] = "holder"
+    pod["metadata"]["name"] = name
     pod["spec"]["restartPolicy"] = "Never"
     pod["spec"]["containers"][0]["resources"] = {
         "requests": {"memory": request},
@@ -84,3 +86,22 @@ def test_pending_longer_than_pending_timeout_fails_with_the_reason(
     assert "Insufficient memory" in step.message
     names = [p.metadata.name for p in run_pods(k8s_api_client, cluster_namespace, "late")]
     assert names == []  # deleted, not left Pending
+
+
+def test_a_request_that_cannot_fit_beside_the_orchestrator_pod_fails_at_once(
+    k8s_api_client: Any, cluster_namespace: str
+) -> None:
+    # The run's own orchestrator pod holds 5Gi of the 8Gi node for the whole run: a 5Gi
+    # attempt would wait pending_timeout (600s) for memory that never frees up.
+    hold_memory(k8s_api_client, cluster_namespace, "5Gi", 120, name="orchestrator")
+    policy = OOMPolicy(initial_memory="5Gi", pending_timeout_seconds=600)
+    spec = one_step("beside", cluster_namespace, "second", "print(1)", policy)
+    spec = spec.model_copy(update={"orchestrator_pod": "orchestrator"})
+    result = run(k8s_api_client, spec)
+    step = result.steps["second"]
+    assert step.status is StepStatus.FAILED
+    assert result.finished_at - result.started_at < 60  # not pending_timeout
+    (attempt,) = step.attempts
+    assert attempt.outcome is not None and attempt.outcome.kind is OutcomeKind.UNSCHEDULABLE
+    assert "this run's orchestrator pod holds 5Gi of it" in step.message
+    assert "Insufficient memory" in step.message

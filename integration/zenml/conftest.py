@@ -46,7 +46,8 @@ def flavor_registered(zenml_server: LocalZenServer) -> str:
 
 @pytest.fixture(scope="session")
 def oom_stack(flavor_registered: str, small_cluster: LocalCluster) -> str:
-    stack.register_stack(OOM_STACK, "oom", "oom_kubernetes")
+    """The stack `zenml-oom local-stack` registers (the product's own code)."""
+    stack.register_local_stack(OOM_STACK)
     return OOM_STACK
 
 

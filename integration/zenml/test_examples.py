@@ -1,38 +1,40 @@
-"""Every script in examples/ runs as a user runs it (``python examples/X.py``) on the local cluster.
+"""The README's "Using it" path, for real: `zenml-oom cluster up`, `zenml-oom local-stack`, then
+every script in examples/ as the README runs it (``python examples/X.py``), nothing else.
 
-It lives next to the flavor's end-to-end tests to share their session fixtures (one ZenML
-server, one small cluster, the registered stack): a twin server in another folder would fight
-over the process-wide ZenML client.
+It lives next to the flavor's end-to-end tests to share their session ZenML server (started by
+`zenml login --local`, as the README says): a twin server in another folder would fight over
+the process-wide ZenML client.
 """
 
 from __future__ import annotations
 
-import functools
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 from zenml.models import PipelineRunResponse
 
 from zenml_oom_orchestrator import cli_runs
-from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
+from zenml_oom_orchestrator.localcluster.testing import wait_for
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY, OPEN_STATUSES
-from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
 from zenml_oom_orchestrator.testing.zenml_server import LocalZenServer
 
 pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-VERIFY = EXAMPLES.parent / "integration" / "minikube" / "verify_run.py"
-# The demo scaled to the 2Gi test node: fits at once, one retry, two retries.
+REPO = Path(__file__).resolve().parents[2]
+VERIFY = REPO / "integration" / "minikube" / "verify_run.py"
+ZENML_OOM = str(Path(sys.executable).with_name("zenml-oom"))
+NODE_MEMORY = "2Gi"
+# The demo scaled to the 2Gi node: fits at once, one retry, two retries.
 DEMO_ENV = {
     "OOM_DEMO_SIZES_MIB": "40,300,600",
     "OOM_DEMO_START": "320Mi",
@@ -41,40 +43,79 @@ DEMO_ENV = {
 }
 
 
-def run_config(tmp_path: Path) -> Path:
-    """What a local cluster needs instead of an image: no build, no code upload, and the
-    examples folder importable in the pods (they run this machine's Python)."""
-    docker = no_build_docker_settings().model_dump(exclude_defaults=True)
-    env = [{"name": "PYTHONPATH", "value": str(EXAMPLES)}]
-    config = {
-        "settings": {
-            "docker": docker,
-            "orchestrator": {
-                "pod_settings": {"env": env},
-                "orchestrator_pod_settings": {"env": env},
-            },
-        }
-    }
-    path = tmp_path / "run-config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+@dataclass
+class ReadmeSetup:
+    kubeconfig: Path
+    server: LocalZenServer
+    stack_output: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The shell of a user who followed the README: its ZenML config and KUBECONFIG."""
+        return {**self.server.env(), "KUBECONFIG": str(self.kubeconfig), **extra}
 
 
-def run_example(
-    script: str, server: LocalZenServer, stack: str, tmp_path: Path, **env: str
-) -> PipelineRunResponse:
-    """``python examples/<script>`` against the test server and stack; its last run."""
-    full_env = {
-        **server.env(),
-        "KUBECONFIG": os.environ["KUBECONFIG"],
-        "ZENML_ACTIVE_STACK_ID": str(Client().get_stack(stack).id),
-        "ZENML_OOM_RUN_CONFIG": str(run_config(tmp_path)),
-        **env,
-    }
+@pytest.fixture(scope="module")
+def readme(
+    zenml_server: LocalZenServer, flavor_registered: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReadmeSetup]:
+    """`zenml-oom cluster up --kubeconfig F` in its own "terminal" (no ZenML variables of this
+    session), then `zenml-oom local-stack --kubeconfig F` against the session's server.
+
+    The flavor is registered first by the session (`zenml orchestrator flavor register`, which
+    refuses a second time); `local-stack` registers it itself on a server without it (the demo
+    test sees that). `local-stack` activates its stack in the session's ZenML config: the stack
+    active before is restored afterwards, for the other modules of the session.
+    """
+    active_before = Client().active_stack_model.id
+    tmp = tmp_path_factory.mktemp("readme")
+    kubeconfig = tmp / "kubeconfig"
+    terminal = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "KUBECONFIG"))}
+    terminal["ZENML_CONFIG_PATH"] = str(tmp / "cluster-terminal-zenml")
+    cluster = subprocess.Popen(
+        [ZENML_OOM, "cluster", "up", "--kubeconfig", str(kubeconfig), "--memory", NODE_MEMORY],
+        env=terminal,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(kubeconfig.exists, timeout=60, what="the local cluster's kubeconfig")
+        setup = ReadmeSetup(kubeconfig, zenml_server, "")
+        registered = subprocess.run(
+            [ZENML_OOM, "local-stack", "--kubeconfig", str(kubeconfig)],
+            env=setup.env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert registered.returncode == 0, registered.stdout + registered.stderr
+        setup.stack_output = registered.stdout
+        yield setup
+    finally:
+        Client().activate_stack(active_before)
+        cluster.send_signal(signal.SIGINT)
+        try:
+            cluster.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            cluster.kill()
+            cluster.wait()
+
+
+@dataclass
+class ExampleRun:
+    proc: subprocess.CompletedProcess[str]
+    run: PipelineRunResponse
+
+    @property
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+
+def run_example(setup: ReadmeSetup, script: str, **env: str) -> ExampleRun:
+    """``python examples/<script>`` from the clone, as the README says; and its last run."""
     proc = subprocess.run(
-        [sys.executable, script],
-        cwd=EXAMPLES,
-        env=full_env,
+        [sys.executable, f"examples/{script}"],
+        cwd=REPO,
+        env=setup.env(**env),
         capture_output=True,
         text=True,
         timeout=400,
@@ -83,18 +124,35 @@ def run_example(
     pipeline = Path(script).stem if script != "oom_pipeline.py" else "oom_demo"
     run = Client().get_pipeline(pipeline).last_run
     assert run is not None
-    return Client().get_pipeline_run(run.id)
+    return ExampleRun(proc, Client().get_pipeline_run(run.id))
 
 
-Example = Callable[..., PipelineRunResponse]
+Example = Callable[..., ExampleRun]
 
 
 @pytest.fixture
-def example(
-    zenml_server: LocalZenServer, oom_stack: str, small_cluster: LocalCluster, tmp_path: Path
-) -> Example:
-    """``example("X.py", **env)`` runs examples/X.py on the session's stack."""
-    return functools.partial(run_example, server=zenml_server, stack=oom_stack, tmp_path=tmp_path)
+def example(readme: ReadmeSetup) -> Example:
+    """``example("X.py", **env)`` runs examples/X.py after the README's setup commands."""
+
+    def run(script: str, **env: str) -> ExampleRun:
+        return run_example(readme, script, **env)
+
+    return run
+
+
+def test_local_stack_registers_an_active_stack_with_no_builder_or_registry(
+    readme: ReadmeSetup,
+) -> None:
+    assert "Stack `oom-local` is active" in readme.stack_output
+    described = readme.server.cli("stack", "describe")
+    assert "oom-local" in described.stdout + described.stderr
+    stack = Client().get_stack("oom-local")
+    assert set(stack.components) == {"orchestrator", "artifact_store"}
+    # Run again: it updates what exists instead of failing.
+    again = subprocess.run(
+        [ZENML_OOM, "local-stack"], env=readme.env(), capture_output=True, text=True, timeout=180
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def attempts(run: PipelineRunResponse, step: str) -> list[tuple[Any, Any]]:
@@ -108,9 +166,13 @@ def open_step_runs(run: PipelineRunResponse) -> list[str]:
 
 
 def test_oom_pipeline_escalates_every_step_to_success(
-    example: Example, zenml_server: LocalZenServer, oom_stack: str
+    example: Example, readme: ReadmeSetup
 ) -> None:
-    run = example("oom_pipeline.py", **DEMO_ENV)
+    ran = example("oom_pipeline.py", **DEMO_ENV)
+    run = ran.run
+    assert ran.proc.returncode == 0, ran.output[-3000:]
+    # The synchronous run's own output ends with its attempt table.
+    assert f"Attempts of run `{run.name}` (completed)" in ran.proc.stdout
     assert run.status is ExecutionStatus.COMPLETED
     assert open_step_runs(run) == []
     assert attempts(run, "train_0") == [("320Mi", "succeeded")]
@@ -125,7 +187,7 @@ def test_oom_pipeline_escalates_every_step_to_success(
     verify = subprocess.run(
         [sys.executable, str(VERIFY), "--pipeline", "oom_demo", "--first-attempt", "train_0"]
         + ["--escalated", "train_1", "--escalated", "train_2"],
-        env={**zenml_server.env(), "ZENML_ACTIVE_STACK_ID": str(Client().get_stack(oom_stack).id)},
+        env=readme.env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -137,7 +199,9 @@ def test_oom_pipeline_escalates_every_step_to_success(
 
 
 def test_per_step_policy(example: Example) -> None:
-    run = example("per_step_policy.py")
+    ran = example("per_step_policy.py")
+    run = ran.run
+    assert ran.proc.returncode == 0, ran.output[-3000:]
     assert run.status is ExecutionStatus.COMPLETED
     assert open_step_runs(run) == []
     # ResourceSettings(memory="384MiB") starts it; 1.5x but at least +256Mi; under 2Gi.
@@ -150,7 +214,9 @@ def test_per_step_policy(example: Example) -> None:
 
 
 def test_pipeline_default_policy(example: Example) -> None:
-    run = example("pipeline_default_policy.py")
+    ran = example("pipeline_default_policy.py")
+    run = ran.run
+    assert ran.proc.returncode == 0, ran.output[-3000:]
     assert run.status is ExecutionStatus.COMPLETED
     assert open_step_runs(run) == []
     assert attempts(run, "features") == [("320Mi", "oom_killed"), ("960Mi", "succeeded")]
@@ -159,7 +225,12 @@ def test_pipeline_default_policy(example: Example) -> None:
 
 
 def test_cap_hit_fails_clearly_and_explain_names_the_setting(example: Example) -> None:
-    run = example("cap_hit.py")
+    ran = example("cap_hit.py")
+    run = ran.run
+    # The expected failure is reported, not raised: the script succeeds in showing it.
+    assert ran.proc.returncode == 0, ran.output[-3000:]
+    assert "The run failed as expected: step 'greedy' was OOM-killed" in ran.proc.stdout
+    assert "Traceback" not in ran.output
     assert run.status is ExecutionStatus.FAILED
     assert open_step_runs(run) == []
     assert attempts(run, "greedy") == [("384Mi", "oom_killed"), ("768Mi", "oom_killed")]
@@ -176,3 +247,11 @@ def test_cap_hit_fails_clearly_and_explain_names_the_setting(example: Example) -
     assert 'max_memory="1536Mi"' in said.output
     whole = CliRunner().invoke(cli_runs.explain, ["cap_hit"])  # a pipeline name: its last run
     assert "`publish` never started" in whole.output or "`publish` was" in whole.output
+
+
+def test_cap_hit_does_not_call_another_outcome_expected(example: Example) -> None:
+    ran = example("cap_hit.py", OOM_EXAMPLE_GREEDY_MIB="20")  # fits: no cap is hit
+    assert ran.run.status is ExecutionStatus.COMPLETED
+    assert ran.proc.returncode != 0
+    assert "failed as expected" not in ran.output
+    assert "should have hit its cap" in ran.output

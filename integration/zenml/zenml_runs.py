@@ -10,7 +10,7 @@ from typing import Any
 from zenml.client import Client
 from zenml.models import PipelineRunResponse
 
-from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings
+from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings, PipelineRunFailedError
 from zenml_oom_orchestrator.orchestrators.store_sync import OPEN_STATUSES, StoreSync
 from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
 
@@ -55,8 +55,11 @@ def run_oom(pipeline: Any, oom_settings: dict[str, Any] | None = None, **params:
         "orchestrator": OOMKubernetesOrchestratorSettings(**(oom_settings or {})),
     }
     started = time.monotonic()
-    run = pipeline.with_options(settings=settings)(**params)
-    return read_outcome("oom_kubernetes", run.id, time.monotonic() - started)
+    try:
+        run_id = pipeline.with_options(settings=settings)(**params).id
+    except PipelineRunFailedError as failed:  # a failed synchronous run raises
+        run_id = failed.run_id
+    return read_outcome("oom_kubernetes", run_id, time.monotonic() - started)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

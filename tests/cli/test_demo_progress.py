@@ -85,6 +85,15 @@ def test_a_failed_demo_run_is_explained_before_the_server_goes(
     assert "`greedy` failed after 2 attempts" in out and "max_memory" in out
 
 
+def test_a_pod_no_node_can_take_says_why_while_it_waits() -> None:
+    pod = attempt_pod("train", 2, "1Gi", "Pending")
+    message = "0/1 nodes are available: 1 Insufficient memory."
+    pod["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+    ]
+    assert pod_progress(pod)[3] == f"Pending (Unschedulable: {message})"
+
+
 def test_piped_or_no_color_output_has_no_escape_sequences() -> None:
     """The demo's own log lines (the cluster's, through ZenML's formatter) when piped."""
     import subprocess

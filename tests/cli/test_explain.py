@@ -55,6 +55,11 @@ def test_cap_hit_names_max_memory_with_a_larger_example_value() -> None:
         ("killed", "was killed without a reason", 'sigkill_without_reason="oom"'),
         ("disrupted", "was disrupted", "max_infrastructure_retries"),
         ("unschedulable", "could not be scheduled", "pending_timeout_seconds"),
+        (
+            "unschedulable",
+            "... and this run's orchestrator pod holds 400Mi of it ..., so it can never fit",
+            "orchestrator_pod_settings",
+        ),
         ("image_error", "could not pull", "imagePullSecrets"),
         ("deadline_exceeded", "ran past", "active_deadline_seconds"),
     ],

@@ -56,6 +56,17 @@ def test_attempt_table_lists_every_attempt_and_steps_without_any() -> None:
     assert lines[4].split()[:2] == ["after", "-"] and "skipped" in lines[4]
 
 
+def test_a_long_message_is_shortened_at_a_word_and_a_step_without_attempts_says_why() -> None:
+    words = "step 'train' was OOM-killed on attempt 1 with 320Mi (exit 137, OOMKilled); retrying"
+    rows = [{"attempt": 1, "outcome": "oom_killed", "message": words}]
+    why = "step 'big': the step starts with 4Gi from initial_memory, but the largest node has 2Gi"
+    table = format_attempt_table({"train": rows, "big": []}, {"big": "failed"}, {"big": why})
+    train, big = table.splitlines()[2:]
+    shown = train[train.index("step 'train'") :]
+    assert shown.endswith(" ...") and words.startswith(shown.removesuffix(" ...") + " ")
+    assert "failed" in big and "the step starts with 4Gi" in big
+
+
 def test_attempt_table_says_where_a_learned_start_memory_came_from() -> None:
     learned = "learned: succeeded at 1280Mi in run oom_demo-1"
     rows = {

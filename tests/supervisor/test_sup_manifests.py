@@ -130,3 +130,19 @@ def test_judge_pending_cases() -> None:
     v = judge_pending(Outcome(OutcomeKind.PENDING), request=MI, largest=None, waited=11, timeout=10)
     assert v.outcome is not None and v.outcome.kind is OutcomeKind.UNSCHEDULABLE
     assert "pending_timeout (10s)" in v.outcome.message
+
+
+def test_judge_pending_a_request_the_orchestrator_pod_leaves_no_room_for_ends_at_once() -> None:
+    # 1Gi node, the run's orchestrator pod holds 400Mi of it: a 1Gi attempt never fits.
+    waiting = Outcome(OutcomeKind.PENDING, reason="Unschedulable", message="Insufficient memory")
+    beside = (624 * MI, 400 * MI)
+    v = judge_pending(waiting, 1024 * MI, 1024 * MI, waited=0, timeout=600, beside=beside)
+    assert v.outcome is not None and v.outcome.kind is OutcomeKind.UNSCHEDULABLE
+    assert v.outcome.message == (
+        "it requests 1Gi memory, but the largest node has 1Gi allocatable and this run's "
+        "orchestrator pod holds 400Mi of it for as long as the run lasts, so it can never fit "
+        "(Unschedulable: Insufficient memory)"
+    )
+    # What fits beside it waits for memory other pods hold, as before.
+    v = judge_pending(waiting, 600 * MI, 1024 * MI, waited=0, timeout=600, beside=beside)
+    assert v.outcome is None and v.waiting_for_memory

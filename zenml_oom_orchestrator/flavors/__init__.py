@@ -10,6 +10,7 @@ from zenml_oom_orchestrator.flavors.oom_kubernetes_orchestrator_flavor import (
     OOMKubernetesOrchestratorConfig,
     OOMKubernetesOrchestratorFlavor,
     OOMKubernetesOrchestratorSettings,
+    PipelineRunFailedError,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "OOMKubernetesOrchestratorConfig",
     "OOMKubernetesOrchestratorFlavor",
     "OOMKubernetesOrchestratorSettings",
+    "PipelineRunFailedError",
 ]

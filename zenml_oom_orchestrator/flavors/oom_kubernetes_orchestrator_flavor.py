@@ -55,6 +55,23 @@ class InvalidPolicyError(ValueError):
     """An OOM policy that cannot work, with the step, field, value and fix in its message."""
 
 
+class PipelineRunFailedError(RuntimeError):
+    """A synchronous run ended FAILED: raised after its attempt table, so ``python
+    my_pipeline.py`` exits non-zero with each failed step's reason, as a failed step does on
+    ZenML's local orchestrator.
+
+    ``failed_steps`` maps each failed step to the orchestrator's reason.
+    """
+
+    def __init__(self, run_name: str, run_id: Any, failed_steps: dict[str, str]) -> None:
+        self.run_name, self.run_id, self.failed_steps = run_name, run_id, dict(failed_steps)
+        reasons = "".join(f"\n  {step}: {why}" for step, why in self.failed_steps.items())
+        super().__init__(
+            f"Run `{run_name}` failed.{reasons or ' No step failed: see the orchestrator log.'}"
+            f"\nWhy, and what to change: zenml-oom explain {run_name}"
+        )
+
+
 class OOMKubernetesOrchestratorSettings(KubernetesOrchestratorSettings):
     """Settings for the ``oom_kubernetes`` orchestrator: stock Kubernetes settings + OOM policy.
 
@@ -156,6 +173,14 @@ class OOMKubernetesOrchestratorConfig(
         "owned by the orchestrator Job (or the schedule's CronJob) and deleted when the run "
         "ends. Servers without authentication have no token: no Secret is made. Set False for "
         "ZenML's stock behaviour.",
+    )
+    local_cluster: bool = Field(
+        default=False,
+        description="The cluster is this package's local cluster (`zenml-oom cluster up`), "
+        "whose pods are processes on this machine that run this Python and ignore images: no "
+        "image is built and no code is uploaded, the pods import the pipeline's code from its "
+        "source root here, and the stack needs no image builder or container registry. Set by "
+        "`zenml-oom local-stack`.",
     )
 
 

@@ -29,30 +29,39 @@ def _cell(row: Mapping[str, Any], column: str) -> str:
         value = row.get(column)
     text = "-" if value is None or value == "" else " ".join(str(value).split())
     if column == "message" and len(text) > MESSAGE_WIDTH:
-        text = text[: MESSAGE_WIDTH - 3] + "..."
+        # Shortened at a word and marked; the whole message is in `zenml-oom explain`.
+        cut = text[: MESSAGE_WIDTH - 4]
+        text = (cut.rsplit(" ", 1)[0] if " " in cut else cut) + " ..."
     return text
 
 
 def format_attempt_table(
     histories: Mapping[str, Sequence[Mapping[str, Any]]],
     final: Mapping[str, str] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> str:
     """A fixed-width table of every attempt of every step, steps in the given order.
 
-    ``final`` maps a step to its final status; a step with no attempts (cached, skipped) gets
-    one row saying so.
+    ``final`` maps a step to its final status; a step with no attempts (cached, skipped, or
+    refused before its first pod) gets one row saying so, with its ``notes`` entry (why) as
+    the message.
     """
-    final = final or {}
+    final, notes = final or {}, notes or {}
     rows: list[list[str]] = []
+
+    def no_attempt(step: str, status: str) -> list[str]:
+        message = _cell({"message": notes.get(step)}, "message") if notes.get(step) else ""
+        return [step, "-", "-", "-", status, "-", "-", message]
+
     for step, attempts in histories.items():
         if not attempts:
-            rows.append([step, "-", "-", "-", final.get(step, "no attempt"), "-", "-", ""])
+            rows.append(no_attempt(step, final.get(step, "no attempt")))
             continue
         for attempt in attempts:
             rows.append([step] + [_cell(attempt, c) for c in COLUMNS[1:]])
     for step, status in final.items():
         if step not in histories:
-            rows.append([step, "-", "-", "-", status, "-", "-", ""])
+            rows.append(no_attempt(step, status))
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))

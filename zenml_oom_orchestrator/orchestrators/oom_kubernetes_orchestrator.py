@@ -7,9 +7,14 @@ What differs from the stock orchestrator, and why:
   each attempt the policy allows (see ``retry_budget``); dynamic pipelines are refused there.
 - ``submit_pipeline`` starts the orchestrator Job on this package's entrypoint, which runs the
   supervisor; ``ResourceSettings(memory=...)`` is the start memory, not ignored.
+- with ``local_cluster=True`` (``zenml-oom local-stack``) nothing is built or uploaded and the
+  pods import the code from this machine (see ``local_cluster``);
 - the ZenML API token goes to the pods in a Secret by default (``pass_zenml_token_as_secret``);
   the Secret is owned by the orchestrator Job (a schedule's CronJob), so it goes with it, and
   a server without authentication (no token) gets no Secret instead of a failed submission.
+- a synchronous run prints its attempt table when it ends and, if it FAILED, raises
+  ``PipelineRunFailedError`` with each failed step's reason, so the script exits non-zero
+  (ZenML's local orchestrator raises too; the stock Kubernetes one returns normally);
 - ``fetch_status`` reads the latest attempt of each step; ``_stop_run`` asks the supervisor to
   stop (it is the only writer) instead of deleting pods behind its back.
 """
@@ -45,15 +50,16 @@ from zenml_oom_orchestrator.flavors.oom_kubernetes_orchestrator_flavor import (
     InvalidPolicyError,
     OOMKubernetesOrchestratorConfig,
     OOMKubernetesOrchestratorSettings,
+    PipelineRunFailedError,
 )
-from zenml_oom_orchestrator.orchestrators import status_view
+from zenml_oom_orchestrator.orchestrators import local_cluster, status_view
 from zenml_oom_orchestrator.orchestrators.retry_budget import apply_retry_budget
 from zenml_oom_orchestrator.policy import OOMPolicy, PolicyError, start_memory
 
 if TYPE_CHECKING:
     from zenml.config.build_configuration import BuildConfiguration
     from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
-    from zenml.stack import Stack
+    from zenml.stack import Stack, StackValidator
 
 logger = get_logger(__name__)
 
@@ -83,6 +89,12 @@ class OOMKubernetesOrchestrator(KubernetesOrchestrator):
     def settings_class(self) -> type[BaseSettings] | None:
         # Without this, ZenML drops the OOM fields as "invalid setting attributes".
         return OOMKubernetesOrchestratorSettings
+
+    @property
+    def validator(self) -> StackValidator | None:
+        if self.config.local_cluster:
+            return None  # nothing is built or pulled: no image builder or registry needed
+        return super().validator
 
     # ---- per step --------------------------------------------------------------------------
     def step_settings(self, name: str, step: Step) -> OOMKubernetesOrchestratorSettings:
@@ -119,6 +131,8 @@ class OOMKubernetesOrchestrator(KubernetesOrchestrator):
         """
         if isinstance(snapshot, PipelineSnapshotBase):
             self._refuse_dynamic(snapshot)
+            if self.config.local_cluster:
+                local_cluster.skip_builds(snapshot)
             policies = {
                 name: self.step_policy(name, step)
                 for name, step in snapshot.step_configurations.items()
@@ -158,8 +172,12 @@ class OOMKubernetesOrchestrator(KubernetesOrchestrator):
                     step.config.resource_settings.memory,
                 )
         # Nothing of this machine's environment (e.g. its KUBECONFIG path) goes into the pod:
-        # it talks to the API server with its in-cluster config.
-        environment = dict(base_environment)
+        # it talks to the API server with its in-cluster config. Unbuffered: a synchronous run
+        # streams this pod's log and prints each line it reads, so a line block-buffered stdout
+        # flushed half (at an 8 KiB boundary) would be shown cut off mid-word, never completed.
+        environment = {"PYTHONUNBUFFERED": "1", **base_environment}
+        if self.config.local_cluster:
+            environment["PYTHONPATH"] = local_cluster.code_path()
         result = self._submit_orchestrator_job(
             snapshot=snapshot,
             command=["python", "-m", ENTRYPOINT_MODULE],
@@ -175,15 +193,16 @@ class OOMKubernetesOrchestrator(KubernetesOrchestrator):
         wait = result.wait_for_completion
         run_id = placeholder_run.id
 
-        def wait_then_print_attempts() -> None:
+        def wait_then_report() -> None:
             try:
                 wait()
             finally:
-                print(status_view.attempt_table_for_run(Client().get_pipeline_run(run_id)))
+                run = Client().get_pipeline_run(run_id)
+                print(status_view.attempt_table_for_run(run))
+            if run.status is ExecutionStatus.FAILED:
+                raise PipelineRunFailedError(run.name, run.id, status_view.failed_step_reasons(run))
 
-        return SubmissionResult(
-            wait_for_completion=wait_then_print_attempts, metadata=result.metadata
-        )
+        return SubmissionResult(wait_for_completion=wait_then_report, metadata=result.metadata)
 
     # ---- the token Secret ------------------------------------------------------------------
     @contextmanager

@@ -238,6 +238,7 @@ def main() -> None:
             failure_mode=failure_mode,
             owner=owner,
             name_prefix=snapshot.pipeline_configuration.name,
+            orchestrator_pod=pod_name,
             # Owned by the Job, the attempts go with it when its TTL ends: marking each one to
             # expire too would only cost writes.
             finished_ttl_seconds=settings.ttl_seconds_after_finished if owner is None else None,

@@ -47,10 +47,20 @@ def latest_attempt_statuses(
     }
 
 
+def _error(step_run: Any) -> str | None:
+    info = step_run.exception_info
+    return str(info.message) if info is not None and info.message else None
+
+
 def attempt_table_for_run(run: PipelineRunResponse) -> str:
-    """The attempt table of a finished run, read back from the step runs' metadata."""
+    """The attempt table of a finished run, read back from the step runs' metadata.
+
+    A step that has no attempt (refused before its first pod, e.g. a request no node can
+    hold) shows its step run's error as the message.
+    """
     histories: dict[str, list[dict[str, Any]]] = {}
     final: dict[str, str] = {}
+    notes: dict[str, str] = {}
     step_names = list(run.snapshot.step_configurations) if run.snapshot else list(run.steps)
     steps = run.steps
     for name in step_names:
@@ -63,5 +73,20 @@ def attempt_table_for_run(run: PipelineRunResponse) -> str:
         histories[name] = list(history) if isinstance(history, list) else []
         verdict = metadata.get(VERDICT_KEY)
         final[name] = str(verdict or step_run.status.value)
+        if not histories[name] and (error := _error(step_run)):
+            notes[name] = error
     header = f"Attempts of run `{run.name}` ({run.status.value}):"
-    return header + "\n" + format_attempt_table(histories, final)
+    return header + "\n" + format_attempt_table(histories, final, notes)
+
+
+def failed_step_reasons(run: PipelineRunResponse) -> dict[str, str]:
+    """Each FAILED step of ``run`` and why, in full: its step run's error, else the last
+    attempt's message."""
+    reasons = {}
+    for name, step_run in run.steps.items():
+        if step_run.status is not ExecutionStatus.FAILED:
+            continue
+        history = step_run.run_metadata.get(HISTORY_KEY)
+        last = history[-1].get("message") if isinstance(history, list) and history else None
+        reasons[name] = _error(step_run) or str(last or "no reason was stored")
+    return reasons

@@ -7,6 +7,7 @@ tolerations, volumes, the token secret, local store mounts) is kept.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -100,6 +101,9 @@ def step_pod_template(ctx: StepPodContext, step_name: str) -> dict[str, Any]:
     env = dict(ctx.shared_env)
     env[ENV_ZENML_KUBERNETES_RUN_ID] = ctx.orchestrator_run_id
     env.update(env_utils.get_runtime_environment(config=step.config, stack=ctx.stack))
+    if ctx.orchestrator.config.local_cluster and "PYTHONPATH" in os.environ:
+        # Set at submission to the pipeline's source root here (see local_cluster.py).
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
 
     # apply_default_resource_requests mutates its argument: work on a copy.
     pod_settings = settings.pod_settings.model_copy(deep=True) if settings.pod_settings else None

@@ -145,7 +145,9 @@ class _Case:
         parts += [out.reason] if out.reason else []
         text = ", ".join(parts)
         if out.message:
-            message = out.message if len(out.message) <= 240 else out.message[:237] + "..."
+            message = out.message
+            if len(message) > 240:  # shortened at a word, marked: never cut mid-word
+                message = message[:237].rsplit(" ", 1)[0] + " ..."
             text = f"{text}: {message}" if text else message
         return f" ({text})" if text else ""
 

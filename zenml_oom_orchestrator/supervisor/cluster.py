@@ -369,6 +369,25 @@ class ClusterApi:
             self._nodes_read = (now, largest)
         return self._nodes_read[1]
 
+    def pod_memory_request(self, name: str) -> tuple[str, int] | None:
+        """(node, memory request in bytes) of pod `name` in this namespace: what it holds on
+        its node for the scheduler. None when it is not bound, not readable or not there."""
+        from zenml_oom_orchestrator.quantity import memory_bytes
+
+        try:
+            pod = self.get_pod(name)
+        except ApiException as exc:
+            if exc.status not in (401, 403):
+                raise
+            return None
+        if pod is None:
+            return None
+        node = (pod.get("spec") or {}).get("nodeName")
+        containers = (pod.get("spec") or {}).get("containers") or []
+        requests = [((c.get("resources") or {}).get("requests") or {}) for c in containers]
+        held = sum(memory_bytes(r["memory"]) for r in requests if "memory" in r)
+        return (str(node), held) if node else None
+
     def node_memory(self) -> list[tuple[str, int]] | None:
         """(node, allocatable memory bytes) for every schedulable node, or None when
         RBAC forbids reading Nodes (warned about once)."""

@@ -79,6 +79,7 @@ class Engine:
         self.halted_by: str | None = None  # the failed step that halted the run
         self.stop_requested = False
         self.started_at = clock()
+        self._room: tuple[float, tuple[int, int] | None] | None = None
 
     # -- helpers ------------------------------------------------------------------------------
     def hook(self, name: str, *args: Any) -> Any:
@@ -90,6 +91,29 @@ class Engine:
 
     def largest_node(self) -> int | None:
         return self.cluster.largest_node_memory(NODES_TTL)
+
+    def room_beside_orchestrator(self) -> tuple[int, int] | None:
+        """(room, held): the most memory a node can give attempts while this run's orchestrator
+        pod holds ``held`` on its node; None when unknown. Read when an attempt is
+        unschedulable, at most every NODES_TTL seconds."""
+        now = self.clock()
+        if self._room is None or now - self._room[0] >= NODES_TTL:
+            self._room = (now, self._read_room())
+        return self._room[1]
+
+    def _read_room(self) -> tuple[int, int] | None:
+        if self.spec.orchestrator_pod is None:
+            return None
+        try:
+            own = self.cluster.pod_memory_request(self.spec.orchestrator_pod)
+            nodes = self.cluster.node_memory()
+        except Exception:  # noqa: BLE001 - advisory: pending_timeout still ends the wait
+            log.warning("could not read the orchestrator pod's node and memory", exc_info=True)
+            return None
+        if not own or not nodes or own[1] == 0:
+            return None
+        node, held = own
+        return max(m - (held if n == node else 0) for n, m in nodes), held
 
     def pending_timeout(self, st: StepState) -> float:
         return self.spec.pending_timeout_seconds or st.spec.policy.pending_timeout_seconds
@@ -271,8 +295,14 @@ class Engine:
     ) -> None:
         assert st.current is not None
         created = st.current.started_at or created_at(pod) or self.clock()
+        beside = self.room_beside_orchestrator() if outcome.reason == "Unschedulable" else None
         verdict = judge_pending(
-            outcome, st.current.memory_request, self.largest_node(), self.clock() - created, timeout
+            outcome,
+            st.current.memory_request,
+            self.largest_node(),
+            self.clock() - created,
+            timeout,
+            beside,
         )
         if verdict.outcome is not None:
             self.finish_attempt(st, pod, verdict.outcome, False)
@@ -280,6 +310,8 @@ class Engine:
         st.status, st.message = StepStatus.PENDING, f"attempt {st.current.number} {verdict.message}"
         if verdict.waiting_for_memory and not st.waiting_reported:
             st.waiting_reported = True
+            # Said once per attempt, in the orchestrator pod's log (a synchronous run streams it).
+            log.info("step %s: %s", st.name, st.message)
             self.hook("on_attempt_waiting", st.name, st.current, st.message)
         self.queue.add_after(st.name, verdict.recheck_in)
 

@@ -64,6 +64,14 @@ def never_fits_message(request: int, largest: int) -> str:
     )
 
 
+def beside_orchestrator_message(request: int, largest: int, held: int) -> str:
+    return (
+        f"it requests {format_memory(request)} memory, but the largest node has "
+        f"{format_memory(largest)} allocatable and this run's orchestrator pod holds "
+        f"{format_memory(held)} of it for as long as the run lasts, so it can never fit"
+    )
+
+
 def explain_unschedulable(
     outcome: Outcome, request: int, timeout: float | None, largest: int | None
 ) -> Outcome:
@@ -80,12 +88,27 @@ def explain_unschedulable(
 
 
 def judge_pending(
-    outcome: Outcome, request: int, largest: int | None, waited: float, timeout: float
+    outcome: Outcome,
+    request: int,
+    largest: int | None,
+    waited: float,
+    timeout: float,
+    beside: tuple[int, int] | None = None,
 ) -> PendingVerdict:
-    """What a Pending attempt means now. `outcome` is classify's PENDING verdict."""
+    """What a Pending attempt means now. `outcome` is classify's PENDING verdict.
+
+    ``beside`` is (room, held): the most memory any node can give attempts while this run's
+    orchestrator pod holds ``held`` on its node. A request above it waits for nothing.
+    """
     unschedulable = outcome.reason == "Unschedulable"
     if unschedulable and largest is not None and request > largest:
         return PendingVerdict(explain_unschedulable(outcome, request, None, largest))
+    if unschedulable and largest is not None and beside is not None and request > beside[0]:
+        why = beside_orchestrator_message(request, largest, beside[1])
+        detail = f" ({outcome.reason}: {outcome.message})" if outcome.message else ""
+        return PendingVerdict(
+            replace(outcome, kind=OutcomeKind.UNSCHEDULABLE, message=f"{why}{detail}")
+        )
     if waited >= timeout:  # any Pending, not only Unschedulable (e.g. a stuck volume)
         late = replace(outcome, reason=outcome.reason or "Pending")
         return PendingVerdict(explain_unschedulable(late, request, timeout, largest))

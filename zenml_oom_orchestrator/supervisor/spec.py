@@ -140,6 +140,11 @@ class RunSpec(BaseModel):
     )
     node_lost_timeout_seconds: float = Field(default=300, gt=0)
     name_prefix: str = Field(default="", description="Readable part of pod names (pipeline)")
+    orchestrator_pod: str | None = Field(
+        default=None,
+        description="The pod this supervisor runs in, if any: the memory it holds on its node "
+        "is not available to attempts while the run lasts",
+    )
     resync_seconds: float = Field(default=30, gt=0, description="Re-check every step this often")
     watch_timeout_seconds: int = Field(
         default=60, gt=0, description="Server-side timeout of each watch; it then resumes"

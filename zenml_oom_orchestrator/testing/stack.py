@@ -1,24 +1,43 @@
-"""A ZenML stack on the local cluster: this flavor's orchestrator, or ZenML's stock one.
+"""ZenML stacks on the local cluster for tests: this flavor's (the product's own
+``register_local_stack``, as ``zenml-oom local-stack`` registers it), or ZenML's stock one.
 
-No container registry or image builder exists here, so pipelines run with
-``DockerSettings(skip_build=True, ...)`` (:func:`no_build_docker_settings`): the local cluster
-ignores images and runs ``python`` from this interpreter, so step code is imported from the
-installed packages and nothing is uploaded or downloaded.
+The stock orchestrator knows nothing of the local cluster, so its pipelines run with
+``DockerSettings(skip_build=True, ...)`` (:func:`no_build_docker_settings`) on a stack with a
+placeholder registry and image builder (:func:`register_stack`): the local cluster ignores
+images and runs ``python`` from this interpreter, so step code is imported from the installed
+packages and nothing is uploaded or downloaded.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from zenml.config import DockerSettings
 from zenml.enums import StackComponentType
 
-FLAVOR_SOURCE = "zenml_oom_orchestrator.flavors.OOMKubernetesOrchestratorFlavor"
-CONTEXT = "oom-local"  # the local cluster's kubeconfig context
-NAMESPACE = "zenml"
-# Stock Kubernetes orchestrator fields that make it work on a cluster on this machine.
+from zenml_oom_orchestrator.local_stack import (
+    CONTEXT,
+    FLAVOR_SOURCE,
+    NAMESPACE,
+    register_local_stack,
+    use_kubeconfig,
+)
+from zenml_oom_orchestrator.orchestrators import local_cluster
+
+__all__ = [
+    "CONTEXT",
+    "FLAVOR_SOURCE",
+    "NAMESPACE",
+    "no_build_docker_settings",
+    "register_local_stack",
+    "register_stack",
+    "stock_orchestrator_pod_settings",
+    "use_kubeconfig",
+]
+
+# Stock Kubernetes orchestrator fields that make it work on a cluster on this machine (the
+# oom_kubernetes stack of `register_local_stack` needs no more than its `local_cluster`).
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
     "kubernetes_context": CONTEXT,
     "kubernetes_namespace": NAMESPACE,
@@ -27,27 +46,9 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
 }
 
 
-def use_kubeconfig(path: Path) -> None:
-    """Make this process (and the processes it starts) use ``path`` as the kubeconfig.
-
-    The kubernetes client reads ``KUBECONFIG`` once, when it is imported, so its default is
-    updated too.
-    """
-    import kubernetes.config.kube_config as kube_config
-
-    os.environ["KUBECONFIG"] = str(path)
-    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
-
-
-def no_build_docker_settings(image: str = "local/zenml-oom:dev") -> DockerSettings:
+def no_build_docker_settings(image: str = local_cluster.LOCAL_IMAGE) -> DockerSettings:
     """Docker settings that skip the build and any code upload (see the module doc)."""
-    return DockerSettings(
-        skip_build=True,
-        parent_image=image,
-        allow_download_from_artifact_store=False,
-        allow_download_from_code_repository=False,
-        allow_including_files_in_images=False,
-    )
+    return local_cluster.no_build_docker_settings(image=image)
 
 
 def register_stack(
