@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from zenml_oom_orchestrator.demo import start_failures
 from zenml_oom_orchestrator.localcluster.kubelet import Kubelet, runner
 from zenml_oom_orchestrator.localcluster.kubelet.cgroup_detect import SystemdScope
 from zenml_oom_orchestrator.localcluster.kubelet.cgroups import CgroupError
@@ -320,6 +321,10 @@ def test_a_container_that_cannot_join_its_cgroup_is_a_start_error(
     )
     assert "cannot move the container's process into its memory cgroup" in term["message"]
     assert "gone/cgroup.procs" in term["message"]  # the join shim's own words
+    # What the demo's report prints for it (for any pod: the orchestrator's too).
+    assert start_failures([pod]) == [
+        f"Pod nojoin: container main could not start (StartError): {term['message']}"
+    ]
     failed = [e for e in events_for(store, "nojoin") if e["reason"] == "Failed"]
     assert failed and failed[0]["message"].startswith("Error: cannot move")
     assert "Started" not in [e["reason"] for e in events_for(store, "nojoin")]
