@@ -34,6 +34,7 @@ from zenml_oom_orchestrator.localcluster.kubelet.cgroups import (
 )
 from zenml_oom_orchestrator.localcluster.kubelet.spawner_client import SpawnerClient, spawner_argv
 from zenml_oom_orchestrator.localcluster.kubelet.testing import allocate_command, process_gone
+from zenml_oom_orchestrator.localcluster.testing import wait_for
 
 from .real_cgroups import nothing_left, real_backend, refuse_joins, wait_joined
 
@@ -167,8 +168,6 @@ def test_real_oom_kill_is_counted_and_the_limit_holds(tmp_path: Path) -> None:
 def test_stale_trees_of_dead_owners_are_cleaned_live_ones_kept(tmp_path: Path) -> None:
     pfx = prefix()
     live = real_backend(pfx)
-    if live.name == "systemd":
-        pytest.skip("a crashed run's scope: test_start_cleans_a_crashed_runs_cgroups")
     live.setup()
     crashed = real_backend(pfx, "999999999-1-dead")
     crashed.setup()
@@ -176,16 +175,19 @@ def test_stale_trees_of_dead_owners_are_cleaned_live_ones_kept(tmp_path: Path) -
     env = {"PATH": os.defpath}
     orphan = runner.spawn(["sleep", "30"], env, "/", tmp_path / "log", crashed, leftover)
     wait_joined(crashed, leftover, orphan.pid)
+    if isinstance(crashed, SystemdScope):
+        assert crashed.spawner is not None
+        crashed.spawner.kill()  # died with its kubelet: the orphan lives on in the scope
     current = real_backend(pfx)
     try:
         current.setup()
-        assert not crashed.root.exists()
-        assert orphan.wait(5) == -9
+        wait_for(lambda: process_gone(orphan.pid), what="the orphan killed")
+        wait_for(lambda: not crashed.root.exists(), what="the crashed tree removed")
         assert live.root.exists() and current.root.exists()
     finally:
         for backend in (current, live, crashed):
             backend.teardown()
-    assert nothing_left(current)
+    assert nothing_left(current) and nothing_left(live)
 
 
 def test_a_refused_join_is_found_by_the_probe_with_why_and_nothing_left(
