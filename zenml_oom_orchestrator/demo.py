@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -66,7 +66,7 @@ def pod_progress(pod: Mapping[str, Any]) -> tuple[str, int, str, str] | None:
 _START_FAILURES = ("StartError", "RunContainerError", "CreateContainerError", "ContainerCannotRun")
 
 
-def start_failures(pods: list[Mapping[str, Any]]) -> list[str]:
+def start_failures(pods: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per container of any pod (the orchestrator's too) that could not start."""
     lines: dict[str, None] = {}
     for pod in pods:

@@ -50,4 +50,5 @@ timeout "$VM_TIMEOUT" qemu-system-x86_64 "${accel[@]}" -m "$MEM" -smp "$SMP" \
     -serial file:"$RESULTS/console.log" || echo "qemu exited with $? (124: timeout after ${VM_TIMEOUT}s)"
 echo "== VM ran $(($(date +%s) - start))s"
 e2fsck -fy "$WORK/io.img" >/dev/null 2>&1 || true  # replays the journal if the VM was killed
-debugfs -R "rdump /results $RESULTS" "$WORK/io.img" 2>/dev/null
+debugfs -R "rdump /results $WORK" "$WORK/io.img" 2>/dev/null
+cp -a "$WORK/results/." "$RESULTS/" 2>/dev/null || echo "the VM wrote no results"

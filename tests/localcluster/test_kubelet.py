@@ -328,7 +328,8 @@ def test_a_container_that_cannot_join_its_cgroup_is_a_start_error(
     failed = [e for e in events_for(store, "nojoin") if e["reason"] == "Failed"]
     assert failed and failed[0]["message"].startswith("Error: cannot move")
     assert "Started" not in [e["reason"] for e in events_for(store, "nojoin")]
-    assert not (kubelet.backend.root / created["metadata"]["uid"]).exists()
+    cgroup = kubelet.backend.root / created["metadata"]["uid"]
+    wait_for(lambda: not cgroup.exists(), what="the pod's cgroup removed")  # after the status
     assert not pids_with(nap)
 
 
