@@ -140,8 +140,10 @@ def start_local_zen_server(config_path: Path, port: int | None = None) -> LocalZ
     config_path.mkdir(parents=True, exist_ok=True)
     server = LocalZenServer(config_path=config_path, port=port or free_port())
     try:
-        # Seconds here; minutes on a slow machine (seen: > 3 min in an emulated VM under load).
-        server.cli("login", "--local", "--port", str(server.port), timeout=900)
+        # Seconds here; minutes on a slow machine (seen: > 3 min in an emulated VM under load),
+        # where ZenML's own 60 s wait for its daemon (ZENML_DAEMON_SERVER_TIMEOUT) is too short.
+        env = {"ZENML_DAEMON_SERVER_TIMEOUT": "600", **server.env()}
+        _run_cli(env, ("login", "--local", "--port", str(server.port)), timeout=900)
     except BaseException:
         server.stop()
         raise
