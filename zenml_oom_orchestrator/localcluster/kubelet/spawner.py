@@ -10,8 +10,9 @@ user's). So every container starts from the spawner and joins its cgroup without
 
 Protocol (JSON lines): requests on stdin `{"id", "argv", "env", "cwd", "log", "joins"}`;
 replies on stdout `{"id", "pid", "error"}`, then `{"exit": pid, "returncode": rc}` when the
-process ends. On end of input (the kubelet stopped or died) the spawner kills everything in
-its scope, itself last, so a crashed kubelet leaves no process behind.
+process ends. `{"scope": path}` names the scope the spawner was moved into (`<scope>/holder`).
+On end of input (the kubelet stopped or died) the spawner kills what it started and then
+every process of that scope, itself last, so a crashed kubelet leaves no process behind.
 
 Standard library only: the script runs with `python -I -S`, before anything is imported.
 """
