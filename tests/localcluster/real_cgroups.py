@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from zenml_oom_orchestrator.localcluster.kubelet.cgroup_detect import detect_backend
+from zenml_oom_orchestrator.localcluster.kubelet import runner
+from zenml_oom_orchestrator.localcluster.kubelet.cgroup_detect import SystemdScope, detect_backend
 from zenml_oom_orchestrator.localcluster.kubelet.cgroups import CgroupBackend
 
 
@@ -47,3 +50,18 @@ def refuse_joins(monkeypatch: pytest.MonkeyPatch, backend: CgroupBackend) -> Non
         return real_wrap(None if path is None else path / "gone", argv)
 
     monkeypatch.setattr(backend, "wrap", refused)
+
+
+def crashed_run(pfx: str, log_dir: Path) -> tuple[CgroupBackend, Any]:
+    """A crashed run's leftovers (its owner pid is gone): a cgroup tree with a process in it,
+    and, for the systemd scope, no spawner any more (killed as a crash would)."""
+    crashed = real_backend(pfx, "999999999-1-crashed")
+    crashed.setup()
+    leftover = crashed.create("pod", "main", 64 << 20)
+    env = {"PATH": os.defpath}
+    orphan = runner.spawn(["sleep", "60"], env, "/", log_dir / "log", crashed, leftover)
+    wait_joined(crashed, leftover, orphan.pid)
+    if isinstance(crashed, SystemdScope):
+        assert crashed.spawner is not None
+        crashed.spawner.kill()  # the orphan lives on in the scope
+    return crashed, orphan

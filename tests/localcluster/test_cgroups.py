@@ -36,7 +36,7 @@ from zenml_oom_orchestrator.localcluster.kubelet.spawner_client import SpawnerCl
 from zenml_oom_orchestrator.localcluster.kubelet.testing import allocate_command, process_gone
 from zenml_oom_orchestrator.localcluster.testing import wait_for
 
-from .real_cgroups import nothing_left, real_backend, refuse_joins, wait_joined
+from .real_cgroups import crashed_run, nothing_left, real_backend, refuse_joins, wait_joined
 
 HYBRID = """\
 25 24 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
@@ -169,15 +169,7 @@ def test_stale_trees_of_dead_owners_are_cleaned_live_ones_kept(tmp_path: Path) -
     pfx = prefix()
     live = real_backend(pfx)
     live.setup()
-    crashed = real_backend(pfx, "999999999-1-dead")
-    crashed.setup()
-    leftover = crashed.create("pod", "main", None)
-    env = {"PATH": os.defpath}
-    orphan = runner.spawn(["sleep", "30"], env, "/", tmp_path / "log", crashed, leftover)
-    wait_joined(crashed, leftover, orphan.pid)
-    if isinstance(crashed, SystemdScope):
-        assert crashed.spawner is not None
-        crashed.spawner.kill()  # died with its kubelet: the orphan lives on in the scope
+    crashed, orphan = crashed_run(pfx, tmp_path)
     current = real_backend(pfx)
     try:
         current.setup()

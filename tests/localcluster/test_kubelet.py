@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from zenml_oom_orchestrator.demo import start_failures
-from zenml_oom_orchestrator.localcluster.kubelet import Kubelet, runner
-from zenml_oom_orchestrator.localcluster.kubelet.cgroup_detect import SystemdScope
+from zenml_oom_orchestrator.localcluster.kubelet import Kubelet
 from zenml_oom_orchestrator.localcluster.kubelet.cgroups import CgroupError
 from zenml_oom_orchestrator.localcluster.kubelet.testing import (
     allocate_command,
@@ -27,7 +26,7 @@ from zenml_oom_orchestrator.localcluster.kubelet.testing import (
 from zenml_oom_orchestrator.localcluster.store import Store
 from zenml_oom_orchestrator.localcluster.testing import pids_with, wait_for
 
-from .real_cgroups import nothing_left, real_backend, refuse_joins, wait_joined
+from .real_cgroups import crashed_run, nothing_left, real_backend, refuse_joins
 
 pytestmark = pytest.mark.cluster
 
@@ -287,16 +286,8 @@ def test_sidecar_keeps_pod_running_after_main_oom(node: tuple[Store, Kubelet]) -
 
 def test_start_cleans_a_crashed_runs_cgroups(tmp_path: Path) -> None:
     pfx = f"zenml-oom-test-{os.urandom(4).hex()}"
-    crashed = real_backend(pfx, "999999999-1-crashed")  # the kind this machine uses
-    crashed.setup()
+    crashed, orphan = crashed_run(pfx, tmp_path)  # of the kind this machine uses
     try:
-        leftover = crashed.create("pod", "main", 64 << 20)
-        env = {"PATH": os.defpath}
-        orphan = runner.spawn(["sleep", "60"], env, "/", tmp_path / "log", crashed, leftover)
-        wait_joined(crashed, leftover, orphan.pid)
-        if isinstance(crashed, SystemdScope):
-            assert crashed.spawner is not None
-            crashed.spawner.kill()  # crashed with its kubelet: the orphan lives on in the scope
         with running_node(tmp_path, cgroup_prefix=pfx, cgroup_backend=crashed.name):
             wait_for(lambda: process_gone(orphan.pid), what="the orphan killed")
             wait_for(lambda: not crashed.root.exists(), what="the crashed run's cgroups removed")
