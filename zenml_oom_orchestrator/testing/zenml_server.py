@@ -78,7 +78,7 @@ class LocalZenServer:
         }
 
     def cli(
-        self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120
+        self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         """Run `zenml ARGS...` against this server; output is captured as text."""
         return _run_cli(self.env(), args, cwd=cwd, check=check, timeout=timeout)
