@@ -39,20 +39,24 @@ def test_there_are_scripts_and_they_are_executable() -> None:
             assert os.access(script, os.X_OK), f"{script.name} is not executable"
 
 
-def test_scripts_are_shellcheck_clean() -> None:
+def assert_shellcheck_clean(scripts: list[Path]) -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         if os.environ.get("CI"):
             pytest.fail("shellcheck is not installed; .ci/run installs it with apt")
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
     proc = subprocess.run(
-        [shellcheck, "-x", *map(str, SCRIPTS + REALCLUSTER_SCRIPTS)],
+        [shellcheck, "-x", *map(str, scripts)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_scripts_are_shellcheck_clean() -> None:
+    assert_shellcheck_clean(SCRIPTS + REALCLUSTER_SCRIPTS)
 
 
 def test_rbac_yaml_is_what_the_rbac_module_prints() -> None:
@@ -71,3 +75,17 @@ def test_submitter_role_parses() -> None:
         "pods/log",
         "secrets",
     }
+
+
+CGROUPV2_SCRIPTS = sorted((ROOT / "integration" / "cgroupv2").glob("*.sh"))
+
+
+def test_cgroupv2_tier_scripts_are_executable_and_shellcheck_clean() -> None:
+    assert {p.name for p in CGROUPV2_SCRIPTS} == {
+        "build-image.sh",
+        "run-vm.sh",
+        "vmtest.sh",
+        "run.sh",
+    }
+    assert all(os.access(p, os.X_OK) for p in CGROUPV2_SCRIPTS)
+    assert_shellcheck_clean(CGROUPV2_SCRIPTS)

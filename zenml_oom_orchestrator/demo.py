@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -103,6 +103,30 @@ def _unscheduled(status: Mapping[str, Any]) -> str:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             return f" ({condition.get('reason')}: {condition.get('message')})"
     return ""
+
+# A container that never ran its program: the runtime could not start it (the kubelet's words).
+_START_FAILURES = ("StartError", "RunContainerError", "CreateContainerError", "ContainerCannotRun")
+
+
+def start_failures(pods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per container of any pod (the orchestrator's too) that could not start."""
+    lines: dict[str, None] = {}
+    for pod in pods:
+        status = pod.get("status") or {}
+        for c in [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]:
+            for state in (c.get("state") or {}, c.get("lastState") or {}):
+                body = state.get("terminated") or state.get("waiting") or {}
+                if body.get("reason") in _START_FAILURES:
+                    name = (pod.get("metadata") or {}).get("name")
+                    lines[
+                        f"Pod {name}: container {c.get('name')} could not start "
+                        f"({body['reason']}): {body.get('message') or 'no message'}"
+                    ] = None
+                    break
+    return list(lines)
 
 
 class ProgressPrinter:
@@ -250,6 +274,8 @@ def _demo(tmp: Path, memory: str) -> int:
         }
         returncode = _run_pipeline(env, log_path, cluster, stack.NAMESPACE)
         click.secho("[5/5] Result", bold=True)
+        for line in start_failures(cluster.store.list("pods", stack.NAMESPACE)[0]):
+            click.secho(line, fg="red")
         result = _report(returncode, log_path)
         click.echo("Stopping the local cluster and the ZenML server...")
     return result

@@ -231,7 +231,8 @@ def test_stop_leaves_no_process_cgroup_or_temp_dir() -> None:
         body["metadata"] = {"name": "sleeper"}
         api.create_namespaced_pod("default", body)
         wait_for(lambda: pids_with(marker), what="the pod's process")
-        assert api.read_namespaced_pod("sleeper", "default").status.phase == "Running"
+        # The status follows the start (the runtime's exec), as a real kubelet's does.
+        wait_for(lambda: api.read_namespaced_pod("sleeper", "default").status.phase == "Running")
     assert not pids_with(marker)
     assert not work_dir.exists()
     assert not cgroups.exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from zenml_oom_orchestrator.localcluster.kubelet import CgroupV1, Kubelet
+from zenml_oom_orchestrator.demo import start_failures
+from zenml_oom_orchestrator.localcluster.kubelet import Kubelet
+from zenml_oom_orchestrator.localcluster.kubelet.cgroups import CgroupError
 from zenml_oom_orchestrator.localcluster.kubelet.testing import (
     allocate_command,
     events_for,
@@ -22,7 +24,9 @@ from zenml_oom_orchestrator.localcluster.kubelet.testing import (
     wait_pod,
 )
 from zenml_oom_orchestrator.localcluster.store import Store
-from zenml_oom_orchestrator.localcluster.testing import wait_for
+from zenml_oom_orchestrator.localcluster.testing import pids_with, wait_for
+
+from .real_cgroups import crashed_run, nothing_left, real_backend, refuse_joins
 
 pytestmark = pytest.mark.cluster
 
@@ -92,16 +96,28 @@ def test_same_allocation_under_1gi_succeeds(node: tuple[Store, Kubelet]) -> None
     assert (pod["status"]["podIP"], pod["status"]["hostIP"]) == ("127.0.0.1", "127.0.0.1")
 
 
-def test_child_oom_killed_while_pid1_exits_1_is_oomkilled(node: tuple[Store, Kubelet]) -> None:
-    store, _ = node
+# A child OOM-killed while PID 1 lives on, as a real kubelet shows it on each cgroup version:
+# on v1 the kernel kills only the child, PID 1 exits 1 and containerd still says OOMKilled (the
+# cgroup's OOM event); on v2 the kubelet (>= 1.28, singleProcessOOMKill off) sets
+# memory.oom.group=1, so the kernel kills the whole container: 137.
+CHILD_OOM = {"v1": ("OOMKilled", 1), "v2": ("OOMKilled", 137), "systemd": ("OOMKilled", 137)}
+
+
+def test_child_oom_killed_while_pid1_lives_is_what_a_kubelet_on_this_cgroup_version_shows(
+    node: tuple[Store, Kubelet],
+) -> None:
+    store, kubelet = node
     script = (
         "import subprocess, sys; "
         f"r = subprocess.run({allocate_command(600)!r}); "
-        "print('child returned', r.returncode); sys.exit(1)"
+        "print('child returned', r.returncode, flush=True); sys.exit(1)"
     )
     store.create("pods", pod_body("child", [sys.executable, "-c", script], "256Mi"))
     term = main_status(wait_pod(store, "child"))["state"]["terminated"]
-    assert (term["reason"], term["exitCode"]) == ("OOMKilled", 1)
+    assert (term["reason"], term["exitCode"]) == CHILD_OOM[kubelet.backend.name]
+    # v1: PID 1 saw its child die of SIGKILL; v2: PID 1 died with it before it could say so.
+    said = "child returned -9" in kubelet.read_log("default", "child")
+    assert said == (kubelet.backend.name == "v1")
 
 
 def test_env_field_refs_secrets_and_working_dir(
@@ -276,10 +292,10 @@ def test_stop_leaves_nothing(tmp_path: Path) -> None:
         store.create("pods", pod_body("long", ["sleep", "60"]))
         pod = wait_pod(store, "long", phases=("Running",))
         pid = int(main_status(pod)["containerID"].split("//")[1])
-        root, work = kubelet.backend.root, kubelet.dir
+        backend, work = kubelet.backend, kubelet.dir
         assert work.is_dir()
     assert process_gone(pid)
-    assert not root.exists() and not root.parent.exists()
+    assert nothing_left(backend)  # the cluster's cgroups, and its prefix dir or systemd scope
     assert not work.exists()
 
 
@@ -292,6 +308,7 @@ def test_init_container_oom_fails_pod_under_never(node: tuple[Store, Kubelet]) -
     store.create("pods", body)
     pod = wait_pod(store, "init-oom")
     term = pod["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    # The same on v1 and v2: the allocating process is PID 1, the kernel's SIGKILL ends it.
     assert (pod["status"]["phase"], term["reason"], term["exitCode"]) == (
         "Failed",
         "OOMKilled",
@@ -320,14 +337,53 @@ def test_sidecar_keeps_pod_running_after_main_oom(node: tuple[Store, Kubelet]) -
 
 def test_start_cleans_a_crashed_runs_cgroups(tmp_path: Path) -> None:
     pfx = f"zenml-oom-test-{os.urandom(4).hex()}"
-    crashed = CgroupV1(Path("/sys/fs/cgroup/memory"), pfx, "999999999-1-crashed")
+    crashed, orphan = crashed_run(pfx, tmp_path)  # of the kind this machine uses
     try:
-        crashed.setup()
-    except OSError:
-        pytest.skip("needs a writable cgroup v1 memory controller")
-    leftover = crashed.create("pod", "main", 64 << 20)
-    orphan = subprocess.Popen(crashed.wrap(leftover, ["sleep", "60"]))
-    wait_for(lambda: orphan.pid in crashed.pids(leftover), what="orphan joined")
-    with running_node(tmp_path, cgroup_prefix=pfx, cgroup_backend="v1"):
-        assert orphan.wait(5) == -9
-        assert not crashed.root.exists()
+        with running_node(tmp_path, cgroup_prefix=pfx, cgroup_backend=crashed.name):
+            wait_for(lambda: process_gone(orphan.pid), what="the orphan killed")
+            wait_for(lambda: not crashed.root.exists(), what="the crashed run's cgroups removed")
+    finally:
+        crashed.teardown()
+    assert nothing_left(crashed)
+
+
+def test_a_container_that_cannot_join_its_cgroup_is_a_start_error(
+    node: tuple[Store, Kubelet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, kubelet = node
+    refuse_joins(monkeypatch, kubelet.backend)  # after the start probe passed
+    nap = f"60.{secrets.randbelow(10**6)}"  # a command line no other process has
+    created = store.create("pods", pod_body("nojoin", ["sleep", nap], "64Mi"))
+    pod = wait_pod(store, "nojoin")
+    term = main_status(pod)["state"]["terminated"]
+    assert (pod["status"]["phase"], term["reason"], term["exitCode"]) == (
+        "Failed",
+        "StartError",
+        128,
+    )
+    assert "cannot move the container's process into its memory cgroup" in term["message"]
+    assert "gone/cgroup.procs" in term["message"]  # the join shim's own words
+    # What the demo's report prints for it (for any pod: the orchestrator's too).
+    assert start_failures([pod]) == [
+        f"Pod nojoin: container main could not start (StartError): {term['message']}"
+    ]
+    failed = [e for e in events_for(store, "nojoin") if e["reason"] == "Failed"]
+    assert failed and failed[0]["message"].startswith("Error: cannot move")
+    assert "Started" not in [e["reason"] for e in events_for(store, "nojoin")]
+    cgroup = kubelet.backend.root / created["metadata"]["uid"]
+    wait_for(lambda: not cgroup.exists(), what="the pod's cgroup removed")  # after the status
+    assert not pids_with(nap)
+
+
+def test_kubelet_start_fails_before_any_pod_if_joining_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = real_backend(f"zenml-oom-test-{os.urandom(4).hex()}")
+    refuse_joins(monkeypatch, backend)
+    store = Store()
+    kubelet = Kubelet(store, "node-1", work_dir=tmp_path, cgroup_backend=backend)
+    with pytest.raises(CgroupError, match="cannot move the container's process"):
+        kubelet.start()
+    assert nothing_left(backend)
+    assert not store.list("nodes")[0]  # never Ready: no pod was ever bound to it
+    assert not (tmp_path / "kubelet-node-1").exists()

@@ -78,7 +78,7 @@ class LocalZenServer:
         }
 
     def cli(
-        self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120
+        self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         """Run `zenml ARGS...` against this server; output is captured as text."""
         return _run_cli(self.env(), args, cwd=cwd, check=check, timeout=timeout)
@@ -98,20 +98,29 @@ class LocalZenServer:
         GlobalConfiguration._reset_instance()
         Client._reset_instance()
 
-    def _daemon_pid(self) -> int | None:
+    def _daemon_pids(self) -> list[int]:
+        """The daemon's pid from its pid file, or, before it wrote one (a `login` that timed
+        out), every process whose command line names this server's config directory."""
         pid_file = self.config_path / "zen_server" / "daemon" / "service.pid"
-        try:
-            return int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
+        with contextlib.suppress(OSError, ValueError):
+            return [int(pid_file.read_text().strip())]
+        mine = str(self.config_path).encode() + b"/"
+        pids = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if mine in (proc / "cmdline").read_bytes() and int(proc.name) != os.getpid():
+                    pids.append(int(proc.name))
+        return pids
 
     def stop(self) -> None:
-        """`zenml logout --local`; kill the daemon by its pid file if that did not work."""
-        pid = self._daemon_pid()
+        """`zenml logout --local`; kill the daemon if that did not work."""
         with contextlib.suppress(Exception):
             self.cli("logout", "--local", check=False, timeout=60)
-        if pid is None:
-            return
+        for pid in self._daemon_pids():
+            self._kill(pid)
+
+    @staticmethod
+    def _kill(pid: int) -> None:
         for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
             try:
                 os.kill(pid, sig)
@@ -131,7 +140,10 @@ def start_local_zen_server(config_path: Path, port: int | None = None) -> LocalZ
     config_path.mkdir(parents=True, exist_ok=True)
     server = LocalZenServer(config_path=config_path, port=port or free_port())
     try:
-        server.cli("login", "--local", "--port", str(server.port), timeout=180)
+        # Seconds here; minutes on a slow machine (seen: > 3 min in an emulated VM under load),
+        # where ZenML's own 60 s wait for its daemon (ZENML_DAEMON_SERVER_TIMEOUT) is too short.
+        env = {"ZENML_DAEMON_SERVER_TIMEOUT": "600", **server.env()}
+        _run_cli(env, ("login", "--local", "--port", str(server.port)), timeout=900)
     except BaseException:
         server.stop()
         raise

@@ -14,15 +14,19 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from . import spawner
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "zenml-oom-local"
 # Joins the cgroup from inside the child before exec, so every allocation of the real program
-# counts (preexec_fn is not safe in a threaded process). $0 is the cgroup.procs file.
-_JOIN = 'echo $$ > "$0" || exit 125; exec "$@"'
+# counts (preexec_fn is not safe in a threaded process). $0 is the cgroup.procs file; stdin is
+# the status pipe (`spawner.launch`): a failed join says why there, the program gets /dev/null.
+_JOIN = 'echo $$ 2>&0 > "$0" || exit 125; exec "$@" </dev/null'
 
 
 class CgroupError(RuntimeError):
@@ -52,6 +56,18 @@ def owner_alive(cluster_id: str) -> bool | None:
         return None
     ticks = process_start_ticks(int(parts[0]))
     return ticks is not None and (int(parts[1]) == 0 or ticks == int(parts[1]))
+
+
+def own_cgroup_v2_path(pid: int | str = "self") -> str | None:
+    """The v2 (`0::`) cgroup path of a process from /proc/<pid>/cgroup."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    return None
 
 
 def find_mounts(mountinfo: str) -> tuple[Path | None, Path | None]:
@@ -153,6 +169,34 @@ class CgroupBackend:
             return list(argv)
         return ["/bin/sh", "-c", _JOIN, str(path / "cgroup.procs"), *argv]
 
+    def launch(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        log_path: Path,
+        cgroup: Path | None,
+    ) -> tuple[Any, str]:
+        """Start `argv` in `cgroup`: (process, the join's error or ""). OSError if no process."""
+        return self.start_process(self.wrap(cgroup, argv), env, cwd, str(log_path), cgroup)
+
+    def start_process(
+        self, argv: list[str], env: Mapping[str, str], cwd: str, log: str, cgroup: Path | None
+    ) -> tuple[Any, str]:
+        """Start the wrapped `argv` from this process (a subclass may start it elsewhere)."""
+        return spawner.launch(argv, env, cwd, log, joins=cgroup is not None)
+
+    def memory_cgroup_of(self, proc_cgroup: str) -> Path | None:
+        """The memory cgroup a /proc/<pid>/cgroup text puts its process in."""
+        for line in proc_cgroup.splitlines():
+            if line.startswith("0::"):
+                return self.mount / line[3:].lstrip("/")
+        return None
+
+    def launcher_cgroup(self) -> Path | None:
+        """The cgroup new container processes start from (before they join theirs)."""
+        return self.memory_cgroup_of(Path("/proc/self/cgroup").read_text())
+
     def pids(self, path: Path) -> list[int]:
         try:
             return [int(p) for p in (path / "cgroup.procs").read_text().split()]
@@ -232,6 +276,16 @@ class CgroupV1(CgroupBackend):
     def oom_kill_count(self, path: Path | None) -> int:
         return 0 if path is None else _read_counter(path / "memory.oom_control", "oom_kill")
 
+    def memory_cgroup_of(self, proc_cgroup: str) -> Path | None:
+        for line in proc_cgroup.splitlines():
+            _, controllers, where = (line.split(":", 2) + ["", ""])[:3]
+            if "memory" in controllers.split(","):
+                return self.mount / where.lstrip("/")
+        return None
+
+    def launcher_cgroup(self) -> Path | None:
+        return self.memory_cgroup_of(Path("/proc/self/cgroup").read_text())
+
     def memory_usage(self, path: Path | None) -> int:
         return 0 if path is None else _read_counter_file(path / "memory.usage_in_bytes")
 
@@ -276,13 +330,16 @@ class NoCgroups(CgroupBackend):
 
     name = "none"
     enforcing = False
+    reasons: list[str] = []  # why each real backend was unusable (detect_backend sets them)
 
     def setup(self) -> None:
+        why = "".join(f"\n  {r}" for r in self.reasons)
         log.warning(
             "\n%s\nNO MEMORY CGROUPS: container memory limits are NOT enforced and no OOM kill "
-            "will ever be reported. Run as root with cgroup v1/v2, or as a systemd user with "
-            "`systemd-run --user`.\n%s",
+            "will ever be reported. Run as root with cgroup v1/v2, or as a user of a systemd "
+            "machine with cgroup v2 (the `systemd` backend).%s\n%s",
             "!" * 78,
+            why,
             "!" * 78,
         )
 

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import NotFound
 from ..validation import parse_quantity
 from .cgroup_detect import detect_backend
+from .cgroup_probe import probe_join
 from .cgroups import DEFAULT_PREFIX, CgroupBackend, new_cluster_id
 from .events import record_event
 from .faults import NodeFaults
@@ -92,6 +93,11 @@ class Kubelet(NodeFaults):
         if isinstance(self._backend_choice, CgroupBackend):
             self.backend = self._backend_choice
             self.backend.setup()
+            try:
+                probe_join(self.backend)  # a pod that could not join is found now
+            except BaseException:
+                self.backend.teardown()
+                raise
         else:
             self.backend = detect_backend(self._backend_choice, self.cgroup_prefix, self.cluster_id)
         if self._work_dir is None:

@@ -259,6 +259,9 @@ class PodWorker(StatusWriter):
                 rec.oom_baseline = k.backend.oom_kill_count(rec.cgroup)
                 proc = runner.spawn(argv, env, cwd, log_path, k.backend, rec.cgroup)
             except (OSError, RuntimeError) as e:
+                if rec.cgroup is not None:  # nothing runs in it: no reason to keep it
+                    k.backend.destroy(rec.cgroup)
+                    rec.cgroup = None
                 self._start_failed(rec, str(e))
                 return
         rec.runs += 1

@@ -6,11 +6,12 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from .cgroup_probe import join_error
 from .cgroups import CgroupBackend
 
 # The image is ignored, so `python` must mean the interpreter the cluster runs on (it has the
@@ -55,30 +56,27 @@ def spawn(
     log_path: Path,
     backend: CgroupBackend,
     cgroup: Path | None,
-) -> subprocess.Popen[bytes]:
+) -> Any:
     """Start the process in its own session (so its whole group can be signalled) and cgroup.
 
-    stdout and stderr go interleaved to `log_path`, as a container runtime's log does.
+    stdout and stderr go interleaved to `log_path`, as a container runtime's log does. A
+    process that could not join its cgroup is reaped and reported as StartError (a real
+    runtime fails the start the same way when it cannot apply the cgroup).
     """
     try:
         Path(cwd).mkdir(parents=True, exist_ok=True)  # runtimes create a missing workingDir
     except OSError as e:
         raise StartError(f"cannot create working directory {cwd}: {e}") from e
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as out:
-        try:
-            return subprocess.Popen(
-                [*_AS_PID1, *backend.wrap(cgroup, argv)],
-                env=dict(env),
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as e:
-            raise StartError(f"exec: {argv[0]!r}: {e.strerror}") from e
+    try:
+        proc, join_failed = backend.launch([*_AS_PID1, *argv], env, cwd, log_path, cgroup)
+    except OSError as e:
+        raise StartError(f"exec: {argv[0]!r}: {e.strerror or e}") from e
+    if join_failed:
+        proc.wait()
+        assert cgroup is not None
+        raise StartError(join_error(backend, cgroup, join_failed))
+    return proc
 
 
 def signal_group(pid: int, sig: int) -> None:
