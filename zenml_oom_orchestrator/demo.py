@@ -104,6 +104,7 @@ def _unscheduled(status: Mapping[str, Any]) -> str:
             return f" ({condition.get('reason')}: {condition.get('message')})"
     return ""
 
+
 # A container that never ran its program: the runtime could not start it (the kubelet's words).
 _START_FAILURES = ("StartError", "RunContainerError", "CreateContainerError", "ContainerCannotRun")
 
