@@ -81,7 +81,7 @@ class PollingBaseline:
             LABEL_STEP: node.name,
             LABEL_ATTEMPT: str(node.attempt),
         }
-        template = workload.pod_template(node.seconds, node.oom)
+        template = workload.pod_template(node.seconds, node.oom, self.args.sim)
         template["metadata"]["labels"] = labels
         memory = f"{node.memory_mib}Mi"
         main = template["spec"]["containers"][0]
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=0.0)
     parser.add_argument("--interval", type=float, default=3.0, help="job_monitoring_interval")
     parser.add_argument("--max-parallelism", type=int, default=None)
+    parser.add_argument("--sim", choices=["local", "kwok"], default="local", help="who plays pods")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
     api_client = config.new_client_from_config(config_file=args.kubeconfig)
