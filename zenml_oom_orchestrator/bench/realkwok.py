@@ -145,6 +145,9 @@ def parse_metrics(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     return out
 
 
+EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")  # RSA is slow to make
+
+
 def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
@@ -214,7 +217,7 @@ class KwokControlPlane:
         d = self.dir / "pki"
         d.mkdir(parents=True, exist_ok=True)
         _openssl(
-            *("req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-days", "30"),
+            *("req", "-x509", "-new", "-nodes", *EC_KEY, "-days", "30"),
             *("-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"), "-subj", "/CN=oom-bench-ca"),
             *("-addext", "basicConstraints=critical,CA:TRUE"),
             *("-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"),
@@ -222,8 +225,8 @@ class KwokControlPlane:
         server = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
         self._cert(d, "apiserver", "/CN=kube-apiserver", server)
         self._cert(d, "admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth\n")
-        _openssl("genrsa", "-out", str(d / "sa.key"), "2048")
-        _openssl("rsa", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub"))
+        _openssl("ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", str(d / "sa.key"))
+        _openssl("ec", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub"))
         self._write_kubeconfig(
             self.admin_kubeconfig,
             {
@@ -239,7 +242,7 @@ class KwokControlPlane:
         ext_file.write_text("basicConstraints=CA:FALSE\n" + ext)
         csr = d / f"{name}.csr"
         _openssl(
-            *("req", "-new", "-nodes", "-newkey", "rsa:2048", "-subj", subject),
+            *("req", "-new", "-nodes", *EC_KEY, "-subj", subject),
             *("-keyout", str(d / f"{name}.key"), "-out", str(csr)),
         )
         _openssl(
