@@ -60,6 +60,12 @@ def _phase_patch(ns: str, name: str, t: str, phase: str) -> str:
     return _event("patch", "pods", ns, name, t, requestObject={"status": {"phase": phase}})
 
 
+def _done_patch(ns: str, name: str, t: str) -> str:
+    terminated = {"exitCode": 0, "reason": "Completed"}
+    status = {"containerStatuses": [{"name": "main", "state": {"terminated": terminated}}]}
+    return _event("patch", "pods", ns, name, t, requestObject={"status": status})
+
+
 def test_audit_stamps_time_oom_to_next_attempt_with_the_servers_clock(tmp_path: Path) -> None:
     ns = "bench-ours-2"
     a1, a2 = attempt_name("ours-2", "step-00000", 1), attempt_name("ours-2", "step-00000", 2)
@@ -69,7 +75,8 @@ def test_audit_stamps_time_oom_to_next_attempt_with_the_servers_clock(tmp_path: 
         _oom_patch(ns, a1, "2026-12-01T16:00:30.000000Z"),
         _phase_patch(ns, a1, "2026-12-01T16:00:30.700000Z", "Failed"),
         _event("create", "pods", ns, a2, "2026-12-01T16:00:30.042000Z"),
-        _phase_patch(ns, a2, "2026-12-01T16:01:00.500000Z", "Succeeded"),
+        _done_patch(ns, a2, "2026-12-01T16:01:00.500000Z"),  # ends the attempt
+        _phase_patch(ns, a2, "2026-12-01T16:01:01.200000Z", "Succeeded"),
         # a refused create (409) is no attempt
         _event("create", "pods", ns, a2, "2026-12-01T16:00:31.000000Z").replace("201", "409"),
     ]

@@ -1,5 +1,5 @@
 """Stamps from the real API server's audit log: the server's own time of each attempt create
-and of each pod status patch that wrote OOMKilled or a terminal phase (`stageTimestamp` of the
+and of each pod status patch that wrote the containers' end (OOMKilled or not) (`stageTimestamp` of the
 ResponseComplete event, i.e. after the write was stored), so no client's clock or watch lag is
 trusted, as with the local cluster's store hook.
 
@@ -35,11 +35,11 @@ def _seconds(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def _oom_killed(status: dict[str, Any]) -> bool:
-    for cs in status.get("containerStatuses") or []:
-        if ((cs.get("state") or {}).get("terminated") or {}).get("reason") == "OOMKilled":
-            return True
-    return False
+def _terminated(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        (cs.get("state") or {}).get("terminated") or {}
+        for cs in status.get("containerStatuses") or []
+    ]
 
 
 class AuditStamps:
@@ -68,7 +68,7 @@ class AuditStamps:
     def _line(self, line: bytes) -> None:
         # Cheap filters first: most lines are status patches that are neither OOM nor phase.
         create = b'"verb":"create"' in line
-        if not create and b"OOMKilled" not in line and b'"phase"' not in line:
+        if not create and b'"terminated"' not in line:
             return
         event = json.loads(line)
         ref = event.get("objectRef") or {}
@@ -81,7 +81,10 @@ class AuditStamps:
             self.stamps.created.setdefault((ref.get("resource", ""), key), t)
             return
         status = (event.get("requestObject") or {}).get("status") or {}
-        if _oom_killed(status):
+        ended = _terminated(status)
+        if any(term.get("reason") == "OOMKilled" for term in ended):
             self.stamps.oom.setdefault(key, t)
-        if status.get("phase") in ("Succeeded", "Failed"):
+        # The attempt ends with its containers (the kubelet reports them before the phase,
+        # and the clients act on them): "in flight" stops there.
+        if ended and all(ended):
             self.stamps.finished.setdefault(key, t)

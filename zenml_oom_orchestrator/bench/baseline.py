@@ -175,6 +175,21 @@ def _oom_killed(pod: Any) -> bool:
     return False
 
 
+def _read_jobs_without_validation() -> None:
+    """A real API server (1.35) leaves the Count rule's empty `onPodConditions` out of the Job it
+    returns, and client < 26 then refuses to build the model (`on_pod_conditions` must not be
+    None): every create and read of such a Job raises ValueError, stock ZenML's too. Models
+    validate against a fresh `Configuration()`, so validation is switched off there; the models
+    are still built, at the same cost."""
+    init = k8s.Configuration.__init__
+
+    def no_validation(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.client_side_validation = False
+
+    k8s.Configuration.__init__ = no_validation  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zenml_oom_orchestrator.bench.baseline")
     parser.add_argument("--kubeconfig", required=True)
@@ -189,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sim", choices=["local", "kwok"], default="local", help="who plays pods")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
+    _read_jobs_without_validation()
     api_client = config.new_client_from_config(config_file=args.kubeconfig)
     result = PollingBaseline(api_client, args).run()
     if args.result:

@@ -36,6 +36,14 @@ def _row(f: Figures) -> str:
     )
 
 
+def _failed_tail(f: Figures) -> str:
+    """The end of a failed client's log, so a run that did not complete says why."""
+    if f.ok:
+        return ""
+    lines = f.sampled.stderr_tail.strip().splitlines()[-6:]
+    return "\n" + "\n".join(f"    | {line}" for line in lines)
+
+
 def _cpu_label(f: Figures) -> str:
     return "local-cluster-process" if f.cluster == "local" else "apiserver+etcd"
 
@@ -57,9 +65,9 @@ def print_scenario(
         f"attempts {args.attempt_seconds:g}s +-{args.jitter:.0%} (simulated) ==",
         flush=True,
     )
-    print(_row(ours))
+    print(_row(ours) + _failed_tail(ours))
     if base is not None:
-        print(_row(base))
+        print(_row(base) + _failed_tail(base))
         if base.per_step_minute:
             ratio = _ratio(ours.per_step_minute, base.per_step_minute)
             reads = _ratio(ours.reads_per_step_minute, base.reads_per_step_minute)
@@ -90,7 +98,7 @@ def print_churn(f: Figures, args: argparse.Namespace) -> None:
         f"{args.churn_parallelism}, attempts {args.churn_attempt_seconds:g}s) ==",
         flush=True,
     )
-    print(_row(f))
+    print(_row(f) + _failed_tail(f))
     samples = f.sampled.samples
     total = max((s.progress for s in samples), default=0)
     marks = sorted({round(total * q / 10) for q in range(11)})
