@@ -32,7 +32,7 @@ def _row(f: Figures) -> str:
         f"req/min/in-flight-step={f.per_step_minute:.2f} (reads {f.reads_per_step_minute:.2f})  "
         f"server-requests={f.server_requests} ({f.server_per_step_minute:.2f}/step-min)  "
         f"cpu({_cpu_label(f)})={f.control_plane_cpu:.1f}s ({f.cpu_per_step_minute:.3f}/step-min)  "
-        f"peak RSS={f.peak_rss:.0f}MiB"
+        f"peak RSS={f.peak_rss:.0f}MiB  load {f.loadavg[0]:.1f}->{f.loadavg[1]:.1f}"
     )
 
 

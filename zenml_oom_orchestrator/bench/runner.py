@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class Figures:
     peak_rss: float
     sampled: Sampled
     per_process_peak_rss: list[float] = field(default_factory=list)
+    loadavg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
 
     @property
     def p50(self) -> float | None:
@@ -94,6 +96,7 @@ class Figures:
             "control_plane_cpu_seconds": round(self.control_plane_cpu, 2),
             "control_plane_cpu_per_step_minute": round(self.cpu_per_step_minute, 4),
             "per_process_peak_rss_mib": [round(r, 1) for r in self.per_process_peak_rss],
+            "loadavg_start_end": [round(x, 2) for x in self.loadavg],
             "peak_rss_mib": round(self.peak_rss, 1),
             "rss_samples": [
                 (round(s.t, 1), round(s.rss_mib, 1), s.progress) for s in self.sampled.samples
@@ -122,6 +125,7 @@ class Bench:
         self.target.prepare(steps)
         before, client_before = self.target.scrape()
         cpu_before = self.target.cpu()
+        load_before = os.getloadavg()[0]
         sampled = run_sampled_many(
             arg_lists,
             progress=lambda: self._progress(run_ids),
@@ -151,6 +155,7 @@ class Bench:
             peak_rss=max(s.peak_rss for s in sampled),
             sampled=sampled[0],
             per_process_peak_rss=[s.peak_rss for s in sampled],
+            loadavg=(load_before, os.getloadavg()[0]),
         )
 
     def supervisor(

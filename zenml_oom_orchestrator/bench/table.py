@@ -32,6 +32,8 @@ def _ratio(ours: float | None, base: float | None) -> str:
 
 
 def _row(f: dict[str, Any], load: str) -> str:
+    if "loadavg_start_end" in f:  # this scenario's own, else the whole run's
+        load = "→".join(f"{x:.1f}" for x in f["loadavg_start_end"])
     cpu_label = "local process" if f["cluster"] == "local" else "apiserver+etcd"
     cells = [
         f"{f['cluster']} (load {load})",
