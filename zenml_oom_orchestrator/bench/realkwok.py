@@ -27,7 +27,6 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 CACHE_ENV = "ZENML_OOM_REALTIER_CACHE"
@@ -182,12 +181,7 @@ class KwokControlPlane:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def stop(self) -> None:
