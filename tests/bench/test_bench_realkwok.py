@@ -143,7 +143,9 @@ def _figures(client: str, cluster: str, requests: float, cpu: float) -> dict[str
         "oom_to_next_p50": 0.02,
         "oom_to_next_p99": 0.05,
         "oom_retries_measured": 100,
+        "requests": int(requests * 100),
         "requests_per_step_minute": requests,
+        "control_plane_cpu_seconds": cpu * 100,
         "server_requests_per_step_minute": requests + 5,
         "control_plane_cpu_per_step_minute": cpu,
         "seconds": 70.0,
@@ -167,5 +169,5 @@ def test_table_puts_both_clusters_of_a_scenario_in_one_table_with_ratios() -> No
     table = render(results)
     assert table.count("#### 500 steps in flight") == 1
     assert table.count("| ours / baseline |") == 2
-    assert "| **0.025** | **0.133** | **0.050** |" in table
+    assert "| **0.025**, **0.025** | **0.133** | **0.050**, **0.050** |" in table
     assert "real-kwok (load 3.0→4.0)" in table

@@ -76,7 +76,10 @@ def print_scenario(
             print(
                 f"  supervisor/baseline requests per in-flight step-minute: {ratio:.4f} "
                 f"(reads only: {reads:.5f}; all API server requests: {server:.4f}); "
-                f"{_cpu_label(ours)} CPU per in-flight step-minute: {cpu:.4f}",
+                f"{_cpu_label(ours)} CPU per in-flight step-minute: {cpu:.4f}; "
+                f"for the same attempts in total: requests "
+                f"{_ratio(ours.requests, base.requests):.4f}, CPU "
+                f"{_ratio(ours.control_plane_cpu, base.control_plane_cpu):.4f}",
                 flush=True,
             )
 

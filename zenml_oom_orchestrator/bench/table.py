@@ -15,9 +15,9 @@ COLUMNS = (
     "client",
     "attempts",
     "OOM→next p50 / p99 (n)",
-    "client req / step-min",
+    "client req: total, / step-min",
     "all API req / step-min",
-    "CPU s / step-min",
+    "CPU s: total, / step-min",
     "wall",
     "peak RSS",
 )
@@ -41,8 +41,9 @@ def _row(f: dict[str, Any], load: str) -> str:
         str(f["attempts"]),
         f"{_num(f['oom_to_next_p50'], '.3f')} / {_num(f['oom_to_next_p99'], '.3f')} s "
         f"({f['oom_retries_measured']})",
-        _num(f["requests_per_step_minute"], ".2f"),
+        f"{f['requests']:,}, {_num(f['requests_per_step_minute'], '.2f')}",
         _num(f.get("server_requests_per_step_minute"), ".2f"),
+        f"{_num(f.get('control_plane_cpu_seconds'), '.1f')}, "
         f"{_num(f.get('control_plane_cpu_per_step_minute'), '.3f')} ({cpu_label})",
         f"{f['seconds']:.0f} s",
         f"{f['peak_rss_mib']:.0f} MiB",
@@ -56,12 +57,14 @@ def _ratio_row(ours: dict[str, Any], base: dict[str, Any]) -> str:
         "ours / baseline",
         "",
         "",
-        _ratio(ours["requests_per_step_minute"], base["requests_per_step_minute"]),
+        f"{_ratio(ours['requests'], base['requests'])}, "
+        + _ratio(ours["requests_per_step_minute"], base["requests_per_step_minute"]),
         _ratio(
             ours.get("server_requests_per_step_minute"),
             base.get("server_requests_per_step_minute"),
         ),
-        _ratio(
+        f"{_ratio(ours.get('control_plane_cpu_seconds'), base.get('control_plane_cpu_seconds'))}, "
+        + _ratio(
             ours.get("control_plane_cpu_per_step_minute"),
             base.get("control_plane_cpu_per_step_minute"),
         ),
