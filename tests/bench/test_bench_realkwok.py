@@ -95,6 +95,9 @@ def test_audit_stamps_time_oom_to_next_attempt_with_the_servers_clock(tmp_path: 
     assert latency == pytest.approx(0.042, abs=1e-6)
     assert stamps.attempts_created("ours-2") == 2 and stamps.attempts_finished("ours-2") == 2
     assert stamps.step_minutes("ours-2") == pytest.approx(60.5 / 60)
+    log.write_text(lines[0])  # rotated under the reader: say so rather than lose stamps
+    with pytest.raises(RuntimeError, match="rotated"):
+        audit.poll()
 
 
 def test_the_baselines_next_attempt_is_its_next_job() -> None:

@@ -11,6 +11,7 @@ Names carry the keys (the audit log has no labels at Metadata level): namespace
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +55,8 @@ class AuditStamps:
     def poll(self) -> None:
         try:
             with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < self._offset:
+                    raise RuntimeError(f"{self.path} was rotated: stamps would be lost")
                 f.seek(self._offset)
                 data = f.read()
         except FileNotFoundError:

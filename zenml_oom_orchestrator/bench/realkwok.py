@@ -342,7 +342,8 @@ class KwokControlPlane:
             "--authorization-mode=RBAC",
             f"--audit-policy-file={self.audit_policy}",
             f"--audit-log-path={self.audit_log}",
-            "--audit-log-maxsize=0",
+            # 0 would mean lumberjack's default, 100 MB, then a rotation the reader would miss
+            "--audit-log-maxsize=1000000",
             "--profiling=false",
         )
         self._wait("kube-apiserver is ready", lambda: self.get("/readyz") == "ok")
