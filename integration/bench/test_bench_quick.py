@@ -30,7 +30,12 @@ def test_bench_quick_prints_every_figure_for_both_clients() -> None:
         assert re.search(rf"OOM->next p50={number}s p99={number}s \(n=[1-9]", line), line
         assert re.search(rf"req/min/in-flight-step={number} \(reads {number}\)", line), line
         assert re.search(rf"peak RSS={number}MiB", line), line
+        assert re.search(rf"server-requests=[1-9]\d* \({number}/step-min\)", line), line
+        assert re.search(rf"cpu\(local-cluster-process\)={number}s \({number}/step-min\)", line)
     assert re.search(rf"requests per in-flight step-minute: {number}", out), out
+    # the concurrent runs: one client process per run, both clients
+    assert re.search(r"== 3 concurrent runs x 5 steps, one client process per run", out), out
+    assert out.count("attempts=18 ") == 2, out  # 3 x 5 steps, every 5th an OOM: 18 attempts
     assert re.search(r"RSS MiB by attempts finished: (\d+:\d+\s*){3,}", out), out
     assert re.search(rf"growth [+-]{number}%", out), out
     assert "== targets" in out and out.count("[met]") + out.count("[MISSED]") >= 4

@@ -9,7 +9,8 @@ Faithful to `kubernetes_orchestrator_entrypoint.py` + `DagRunner` where it costs
 - the main loop looks for startable steps every 0.5 s and starts them on a 10-thread pool.
 The only addition: a failed Job whose pod was OOMKilled is followed by a new Job with twice the
 memory (stock retries at the same memory inside the Job), so both sides run the same workload.
-Client models are deserialised as stock does. ZenML store calls are left out (not the API).
+Client models are deserialised as stock does; creating and reading a Job is retried as stock's
+`retry_on_api_exception` does (3 times, 1 s apart, not on 404). ZenML store calls are left out (not the API).
 
 `python -m zenml_oom_orchestrator.bench.baseline --kubeconfig K --namespace NS --run-id R ...`
 """
@@ -27,6 +28,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config
+from kubernetes.client.exceptions import ApiException
 
 from zenml_oom_orchestrator.bench import workload
 from zenml_oom_orchestrator.bench.stamps import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP
@@ -81,7 +83,7 @@ class PollingBaseline:
             LABEL_STEP: node.name,
             LABEL_ATTEMPT: str(node.attempt),
         }
-        template = workload.pod_template(node.seconds, node.oom)
+        template = workload.pod_template(node.seconds, node.oom, self.args.sim)
         template["metadata"]["labels"] = labels
         memory = f"{node.memory_mib}Mi"
         main = template["spec"]["containers"][0]
@@ -101,16 +103,17 @@ class PollingBaseline:
     def start(self, node: Node) -> None:
         node.job_name = f"bl-{self.args.run_id}-{node.name}-a{node.attempt}"[:63]
         try:
-            self.batch.create_namespaced_job(self.ns, self.job_manifest(node))
+            with_retries(self.batch.create_namespaced_job, self.ns, self.job_manifest(node))
             node.status = "running"
         except Exception as exc:  # noqa: BLE001 - as DagRunner: a failed start fails the node
-            print(f"start {node.name}: {exc!r}", file=sys.stderr)
+            status = getattr(exc, "status", "")
+            print(f"start {node.name}: {exc!r} {status}", file=sys.stderr)
             node.status = "failed"
 
     def check(self, node: Node) -> str:
         """Stock `kube_utils.check_job_status`: read the Job; Failed: list its pods; else list
         its Pending pods."""
-        job = self.batch.read_namespaced_job(node.job_name, self.ns)
+        job = with_retries(self.batch.read_namespaced_job, node.job_name, self.ns)
         for cond in job.status.conditions or []:
             if cond.type == "Complete" and cond.status == "True":
                 return "completed"
@@ -168,11 +171,39 @@ class PollingBaseline:
         }
 
 
+def with_retries(call: Any, *args: Any) -> Any:
+    """Stock `kube_utils.retry_on_api_exception` around create_job/get_job: 3 retries, 1 s
+    apart, on any ApiException but 404 (e.g. a 429 from API Priority and Fairness)."""
+    for attempt in range(4):
+        try:
+            return call(*args)
+        except ApiException as exc:
+            if exc.status == 404 or attempt == 3:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
 def _oom_killed(pod: Any) -> bool:
     for cs in pod.status.container_statuses or []:
         if cs.state and cs.state.terminated and cs.state.terminated.reason == "OOMKilled":
             return True
     return False
+
+
+def _read_jobs_without_validation() -> None:
+    """A real API server (1.35) leaves the Count rule's empty `onPodConditions` out of the Job it
+    returns, and client < 26 then refuses to build the model (`on_pod_conditions` must not be
+    None): every create and read of such a Job raises ValueError, stock ZenML's too. Models
+    validate against a fresh `Configuration()`, so validation is switched off there; the models
+    are still built, at the same cost."""
+    init = k8s.Configuration.__init__
+
+    def no_validation(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.client_side_validation = False
+
+    k8s.Configuration.__init__ = no_validation  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=0.0)
     parser.add_argument("--interval", type=float, default=3.0, help="job_monitoring_interval")
     parser.add_argument("--max-parallelism", type=int, default=None)
+    parser.add_argument("--sim", choices=["local", "kwok"], default="local", help="who plays pods")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
+    _read_jobs_without_validation()
     api_client = config.new_client_from_config(config_file=args.kubeconfig)
     result = PollingBaseline(api_client, args).run()
     if args.result:

@@ -49,30 +49,60 @@ def run_sampled(
     log_path: Path | None = None,
 ) -> Sampled:
     """Run `python args...`, sampling RSS and `progress()` every `every` seconds."""
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=log)
+    return run_sampled_many([args], progress, every, timeout, [log_path])[0]
+
+
+def run_sampled_many(
+    arg_lists: list[list[str]],
+    progress: Callable[[], int],
+    every: float = 0.5,
+    timeout: float = 3600,
+    log_paths: list[Path | None] | None = None,
+) -> list[Sampled]:
+    """Run one `python args...` per list at once (e.g. one supervisor per run), sampling each
+    one's RSS and the shared `progress()` every `every` seconds; wait for all of them."""
+    paths = log_paths or [None] * len(arg_lists)
+    logs = [open(p, "wb") if p else subprocess.DEVNULL for p in paths]  # noqa: SIM115
     start = time.monotonic()
-    samples: list[Sample] = []
+    procs = [
+        subprocess.Popen([sys.executable, *args], stdout=log, stderr=log)
+        for args, log in zip(arg_lists, logs, strict=True)
+    ]
+    samples: list[list[Sample]] = [[] for _ in procs]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            rss = rss_mib(proc.pid)
-            if rss is not None:
-                samples.append(Sample(time.monotonic() - start, rss, progress()))
+            done = progress()
+            for proc, out in zip(procs, samples, strict=True):
+                rss = rss_mib(proc.pid) if proc.poll() is None else None
+                if rss is not None:
+                    out.append(Sample(time.monotonic() - start, rss, done))
             stop.wait(every)
 
     sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
     sampler.start()
+    codes, ends = [], []
     try:
-        code = proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = proc.wait()
+        for proc in procs:
+            try:
+                codes.append(proc.wait(max(1.0, start + timeout - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(proc.wait())
+            ends.append(time.monotonic() - start)
     finally:
         stop.set()
         sampler.join()
-        if log_path:
-            log.close()  # type: ignore[union-attr]
-    tail = log_path.read_text(errors="replace")[-2000:] if log_path else ""
-    return Sampled(code, time.monotonic() - start, samples, tail)
+        for proc in procs:  # only on an exception above: ours, by handle
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for log in logs:
+            if log is not subprocess.DEVNULL:
+                log.close()  # type: ignore[union-attr]
+    out = []
+    for code, seconds, taken, path in zip(codes, ends, samples, paths, strict=True):
+        tail = path.read_text(errors="replace")[-2000:] if path else ""
+        out.append(Sampled(code, seconds, taken, tail))
+    return out

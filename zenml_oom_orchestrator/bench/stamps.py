@@ -73,12 +73,13 @@ class Stamps:
         return out
 
     def step_minutes(self, run_id: str) -> float:
-        """Sum over steps of (first attempt pod created → last attempt pod finished), in
-        minutes: the denominator of "requests per minute per in-flight step"."""
+        """Sum over steps of (first attempt object created → last attempt pod finished), in
+        minutes: the denominator of "requests per minute per in-flight step". The first
+        object is the baseline's first Job, the supervisor's first pod."""
         first: dict[str, float] = {}
         last: dict[str, float] = {}
-        for (resource, (run, step, _n)), t in list(self.created.items()):
-            if run == run_id and resource == "pods":
+        for (_resource, (run, step, _n)), t in list(self.created.items()):
+            if run == run_id:
                 first[step] = min(t, first.get(step, t))
         for (run, step, _n), t in list(self.finished.items()):
             if run == run_id:

@@ -39,10 +39,24 @@ def simulate(attempt_seconds: float, oom: bool) -> str:
     return json.dumps(script, sort_keys=True)
 
 
-def pod_template(attempt_seconds: float, oom: bool) -> dict[str, Any]:
-    """A minimal step pod: one `main` container the kubelet simulates."""
+def kwok_annotations(attempt_seconds: float, oom: bool) -> dict[str, str]:
+    """The sim.oom contract of the KWOK Stages (bench/kwok/): run this long, then OOMKilled
+    while the memory limit is below the need, else Completed."""
+    out = {"sim.oom/run-seconds": f"{attempt_seconds:g}"}
+    if oom:
+        out["sim.oom/need-bytes"] = NEEDS
+    return out
+
+
+def pod_template(attempt_seconds: float, oom: bool, sim: str = "local") -> dict[str, Any]:
+    """A minimal step pod: one `main` container the kubelet (`sim="local"`) or KWOK
+    (`sim="kwok"`) simulates."""
+    if sim == "kwok":
+        annotations = kwok_annotations(attempt_seconds, oom)
+    else:
+        annotations = {ANNOTATION: simulate(attempt_seconds, oom)}
     return {
-        "metadata": {"annotations": {ANNOTATION: simulate(attempt_seconds, oom)}},
+        "metadata": {"annotations": annotations},
         "spec": {"containers": [{"name": "main", "image": IMAGE, "command": ["true"]}]},
     }
 
@@ -55,6 +69,7 @@ def run_spec(
     oom_fraction: float,
     max_parallelism: int | None = None,
     jitter: float = 0.0,
+    sim: str = "local",
 ) -> dict[str, Any]:
     """A supervisor RunSpec (as JSON-able dict) for the workload."""
     return {
@@ -65,7 +80,7 @@ def run_spec(
             {
                 "name": step_name(i),
                 "pod_template": pod_template(
-                    attempt_length(i, attempt_seconds, jitter), is_oom_step(i, oom_fraction)
+                    attempt_length(i, attempt_seconds, jitter), is_oom_step(i, oom_fraction), sim
                 ),
                 "policy": {"initial_memory": START_MEMORY, "memory_multiplier": 2},
             }
