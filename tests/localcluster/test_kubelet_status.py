@@ -94,8 +94,8 @@ def test_sandbox_condition_and_reasons_follow_the_kubelet_through_a_pods_life(
     node: tuple[Store, Kubelet],
 ) -> None:
     """As the real tier's watch shows: the first kubelet write comes before the sandbox
-    (PodReadyToStartContainers False, every container waiting PodInitializing when there are
-    init containers); the write with the containers ended but the phase held back already says
+    (PodReadyToStartContainers False, no pod IP, every container waiting PodInitializing when
+    there are init containers); the write with the containers ended but the phase held back already says
     PodFailed, sandbox still up; the terminal phase comes with the sandbox gone."""
     store, _ = node
     rv = store.resource_version
@@ -113,9 +113,11 @@ def test_sandbox_condition_and_reasons_follow_the_kubelet_through_a_pods_life(
         for s in first["initContainerStatuses"] + first["containerStatuses"]
     ]
     assert waiting == ["PodInitializing", "PodInitializing"]
+    assert "podIP" not in first  # the pod's IP comes with its sandbox
     ended = [s for s in seen if "terminated" in s["containerStatuses"][0]["state"]]
     held, final = ended[0], ended[-1]
     assert held["phase"] not in ("Succeeded", "Failed") and final["phase"] == "Failed"
     assert conditions({"status": held})["PodReadyToStartContainers"] == ("True", None)
     assert conditions({"status": held})["Ready"] == ("False", "PodFailed")
     assert conditions({"status": final})["PodReadyToStartContainers"] == ("False", None)
+    assert final["podIP"] == "127.0.0.1"  # and stays after the sandbox is gone

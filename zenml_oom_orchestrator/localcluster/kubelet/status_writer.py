@@ -99,10 +99,10 @@ class StatusWriter:
             "conditions": [*conds, *self._extra_conditions],
             "hostIP": HOST_IP,
             "hostIPs": [{"ip": HOST_IP}],
-            "podIP": HOST_IP,
-            "podIPs": [{"ip": HOST_IP}],
             "startTime": self.start_time,
         }
+        if self.sandbox_ready:  # the pod's IP comes with its sandbox, and stays
+            status["podIP"], status["podIPs"] = HOST_IP, [{"ip": HOST_IP}]
         if self._frozen and self._last is not None:
             for key in ("initContainerStatuses", "containerStatuses"):
                 if key in self._last:
