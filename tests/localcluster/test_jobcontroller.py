@@ -352,32 +352,26 @@ def condition_order(store: Store, rv: int, name: str = "step") -> list[tuple[str
     return order
 
 
-def test_failure_target_is_written_before_failed(store: Store) -> None:
-    """kube 1.35 (JobPodReplacementPolicy on): the interim FailureTarget in a write of its
-    own, then Failed with the same reason and message, as the real tier's controllers do."""
+BACKOFF = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+COMPLETIONS = ("CompletionsReached", "Reached expected number of succeeded pods")
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "interim", "final", "why"),
+    [(137, "FailureTarget", "Failed", BACKOFF), (0, "SuccessCriteriaMet", "Complete", COMPLETIONS)],
+)
+def test_interim_condition_is_written_before_the_final_one(
+    store: Store, exit_code: int, interim: str, final: str, why: tuple[str, str]
+) -> None:
+    """kube 1.35 (JobPodReplacementPolicy on): FailureTarget / SuccessCriteriaMet in a write of
+    its own, then Failed / Complete with the same reason and message, as the real tier's
+    controllers do."""
     rv = store.resource_version
     make_job(store, backoffLimit=0)
     (pod,) = running(store)
-    finish(store, pod, 137, "OOMKilled")
-    job_when(store, lambda j: condition(j, "Failed"))
-    message = "Job has reached the specified backoff limit"
-    assert condition_order(store, rv) == [
-        ("FailureTarget", "BackoffLimitExceeded", message),
-        ("Failed", "BackoffLimitExceeded", message),
-    ]
-
-
-def test_success_criteria_met_is_written_before_complete(store: Store) -> None:
-    rv = store.resource_version
-    make_job(store)
-    (pod,) = running(store)
-    finish(store, pod, 0)
-    job_when(store, lambda j: condition(j, "Complete"))
-    message = "Reached expected number of succeeded pods"
-    assert condition_order(store, rv) == [
-        ("SuccessCriteriaMet", "CompletionsReached", message),
-        ("Complete", "CompletionsReached", message),
-    ]
+    finish(store, pod, exit_code, "OOMKilled" if exit_code else None)
+    job_when(store, lambda j: condition(j, final))
+    assert condition_order(store, rv) == [(interim, *why), (final, *why)]
 
 
 def test_failed_waits_until_the_deleted_pods_have_ended(store: Store) -> None:
