@@ -2,8 +2,9 @@
 session's real tier and a local cluster) and what a client sees is compared field by field: the
 last status, with the values that must differ masked (uids, times, IPs, container and image
 ids), and the order of the updates a watch delivers (a real kubelet reports a container
-terminated one update BEFORE the pod's phase turns final). A failure lists every field that
-differs, local against real."""
+terminated one update BEFORE the pod's phase turns final), and the kubelet's first status
+write (before the pod's sandbox exists). A failure lists every field that differs, local
+against real."""
 
 from __future__ import annotations
 
@@ -155,6 +156,12 @@ def milestones(p: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
     return status.get("phase", "") if final else "not final", tuple(states)
 
 
+def first_kubelet_update(seen: list[dict[str, Any]]) -> dict[str, Any]:
+    """The kubelet's first status write (the first with container statuses): it comes before
+    the pod's sandbox exists, so its conditions and waiting reasons are deterministic."""
+    return next((p for p in seen if p.get("status", {}).get("containerStatuses")), {})
+
+
 def updates_from_first_termination(seen: list[dict[str, Any]]) -> list[Any]:
     """The watch's updates from the first one with a terminated container on, each once."""
     out: list[Any] = []
@@ -259,6 +266,12 @@ def test_pod_status_matches_the_real_kubelet(both: dict[str, Scenarios], scenari
         f"never reached the compared state: {kind}" for kind, s in seen.items() if not done(s[-1])
     ]
     diffs += differences(masked(seen["local"][-1]["status"]), masked(seen["real"][-1]["status"]))
+    if scenario != "unschedulable-over-request":  # never reaches a kubelet
+        first = {
+            kind: masked(first_kubelet_update(s).get("status", {})) for kind, s in seen.items()
+        }
+        diffs += [f"no kubelet update seen: {kind}" for kind, f in first.items() if not f]
+        diffs += [f"first kubelet update: {d}" for d in differences(first["local"], first["real"])]
     order = {kind: updates_from_first_termination(s) for kind, s in seen.items()}
     if order["local"] != order["real"]:
         diffs.append(f"watch order: local={order['local']} real={order['real']}")

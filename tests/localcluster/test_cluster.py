@@ -53,7 +53,11 @@ def wait_job(
 
 
 def finished(job: dict[str, Any]) -> bool:
-    return any(c["status"] == "True" for c in job["status"].get("conditions") or [])
+    """Complete or Failed (not the interim FailureTarget/SuccessCriteriaMet before them)."""
+    return any(
+        c["type"] in ("Complete", "Failed") and c["status"] == "True"
+        for c in job["status"].get("conditions") or []
+    )
 
 
 def run_job(api_client: Any, namespace: str, body: dict, timeout: float = 30) -> dict[str, Any]:

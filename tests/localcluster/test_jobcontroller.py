@@ -338,3 +338,55 @@ def test_recreated_job_with_the_same_name_starts_fresh(store: Store) -> None:
     job = job_when(store, lambda j: j["status"].get("active") == 1)
     assert "failed" not in job["status"]
     assert pod["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+
+
+def condition_order(store: Store, rv: int, name: str = "step") -> list[tuple[str, str, str]]:
+    """The Job's True conditions in the order the watch delivered them."""
+    order: list[tuple[str, str, str]] = []
+    with store.watch("jobs", resource_version=rv, field_selector=f"metadata.name={name}") as w:
+        while (got := w.next_shared(0.2)) is not None:
+            for c in (got[1].get("status") or {}).get("conditions") or []:
+                key = (c["type"], c["reason"], c["message"])
+                if c["status"] == "True" and key not in order:
+                    order.append(key)
+    return order
+
+
+BACKOFF = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+COMPLETIONS = ("CompletionsReached", "Reached expected number of succeeded pods")
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "interim", "final", "why"),
+    [(137, "FailureTarget", "Failed", BACKOFF), (0, "SuccessCriteriaMet", "Complete", COMPLETIONS)],
+)
+def test_interim_condition_is_written_before_the_final_one(
+    store: Store, exit_code: int, interim: str, final: str, why: tuple[str, str]
+) -> None:
+    """kube 1.35 (JobPodReplacementPolicy on): FailureTarget / SuccessCriteriaMet in a write of
+    its own, then Failed / Complete with the same reason and message, as the real tier's
+    controllers do."""
+    rv = store.resource_version
+    make_job(store, backoffLimit=0)
+    (pod,) = running(store)
+    finish(store, pod, exit_code, "OOMKilled" if exit_code else None)
+    job_when(store, lambda j: condition(j, final))
+    assert condition_order(store, rv) == [(interim, *why), (final, *why)]
+
+
+def test_failed_waits_until_the_deleted_pods_have_ended(store: Store) -> None:
+    """A failing Job deletes its running pods; Failed comes only once they are gone."""
+    make_job(store, parallelism=2, completions=2, backoffLimit=0)
+    first, second = running(store, n=2)
+
+    def bind(obj: dict[str, Any]) -> None:
+        obj["spec"]["nodeName"] = "n1"  # a bound pod is deleted gracefully: it terminates
+
+    store.mutate("pods", NS, second["metadata"]["name"], bind)
+    finish(store, first, 1)
+    job = job_when(store, lambda j: condition(j, "FailureTarget"))
+    assert not condition(job, "Failed")
+    assert store.get("pods", NS, second["metadata"]["name"])["metadata"]["deletionTimestamp"]
+    finish(store, second, 137)  # the kubelet ends it
+    job = job_when(store, lambda j: condition(j, "Failed"))
+    assert condition(job, "Failed")["reason"] == "BackoffLimitExceeded"  # type: ignore[index]

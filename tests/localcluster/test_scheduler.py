@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -17,15 +18,23 @@ from zenml_oom_orchestrator.localcluster.kubelet.testing import (
     running_node,
     wait_pod,
 )
-from zenml_oom_orchestrator.localcluster.scheduler import Scheduler
+from zenml_oom_orchestrator.localcluster.scheduler import Scheduler, unschedulable_message
 from zenml_oom_orchestrator.localcluster.store import Store
 from zenml_oom_orchestrator.localcluster.testing import wait_for
 
 GI = 1 << 30
 MI = 1 << 20
+# kube-scheduler 1.35's text, as the real tier wrote it: the filters' histogram, then the
+# PostFilter plugins (DynamicResources, DefaultPreemption). A request above the node's whole
+# allocatable is unresolvable, so preemption "is not helpful"...
 INSUFFICIENT = (
-    "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: "
-    "1 No preemption victims found for incoming pod."
+    "0/1 nodes are available: 1 Insufficient memory. no new claims to deallocate, preemption: "
+    "0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+)
+# ...one that fits an empty node waits for memory other pods hold: no pod has a lower priority.
+WAITS_FOR_MEMORY = (
+    "0/1 nodes are available: 1 Insufficient memory. no new claims to deallocate, preemption: "
+    "0/1 nodes are available: 1 No preemption victims found for incoming pod."
 )
 
 
@@ -108,12 +117,36 @@ def test_cpu_and_memory_reasons_are_counted(store: Store) -> None:
     )
 
 
+def test_preemption_policy_never_is_named_in_the_message(store: Store) -> None:
+    body = sleeper("modest", "5Gi")
+    body["spec"]["preemptionPolicy"] = "Never"
+    store.create("pods", body)
+    assert scheduled(store, "modest")["message"] == (
+        "0/1 nodes are available: 1 Insufficient memory. no new claims to deallocate, "
+        "preemption: not eligible due to preemptionPolicy=Never."
+    )
+
+
+def test_unschedulable_message_counts_nodes_as_kube_scheduler_sorts_them() -> None:
+    """Sorted as the strings "<count> <reason>" sort (kube's FitError), so counts lead."""
+    reasons = Counter({"Insufficient cpu": 2, "Insufficient memory": 1})
+    message = unschedulable_message(sleeper("p"), 3, reasons, unresolvable=1)
+    assert message == (
+        "0/3 nodes are available: 1 Insufficient memory, 2 Insufficient cpu. no new claims to "
+        "deallocate, preemption: 0/3 nodes are available: 1 Preemption is not helpful for "
+        "scheduling, 2 No preemption victims found for incoming pod."
+    )
+    assert unschedulable_message(sleeper("p"), 0, Counter(), 0) == (
+        "no nodes available to schedule pods"
+    )
+
+
 def test_unschedulable_pod_is_bound_once_capacity_frees(store: Store) -> None:
     store.create("pods", sleeper("holder", "3Gi"))
     wait_for(lambda: store.get("pods", "default", "holder")["spec"].get("nodeName"), what="bind")
     store.create("pods", sleeper("waiter", "2Gi"))
     cond = scheduled(store, "waiter")
-    assert cond["reason"] == "Unschedulable"
+    assert (cond["reason"], cond["message"]) == ("Unschedulable", WAITS_FOR_MEMORY)
 
     def finish(pod: dict[str, Any]) -> None:
         pod["status"]["phase"] = "Succeeded"  # plays the kubelet: a finished pod frees its node

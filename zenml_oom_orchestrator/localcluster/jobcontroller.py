@@ -9,6 +9,7 @@ How pods are counted is in `jobstatus`; the rules read off the spec are in `jobs
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -18,6 +19,10 @@ from typing import Any, cast
 from ..supervisor.workqueue import WorkQueue  # deduplicated keys, one worker per key
 from .errors import AlreadyExists, ApiError, NotFound
 from .jobspec import (
+    FAILURE_TARGET,
+    FINAL_CONDITION,
+    SUCCESS_CRITERIA_MET,
+    TERMINAL_PHASES,
     controller_ref,
     finished_condition,
     generate_pod_name,
@@ -26,6 +31,7 @@ from .jobspec import (
     pod_from_template,
     selector_string,
     set_condition,
+    true_condition,
 )
 from .jobstatus import (
     JobMemory,
@@ -158,19 +164,17 @@ class JobController:
         tally = count_pods(job, mem, self._owned_pods(job), gone, now)
         if tally.next_check is not None:
             self._wake_at(key, tally.next_check)
-        status = dict(job.get("status") or {})
+        status = copy.deepcopy(job.get("status") or {})
         spec = job["spec"]
-        failure = job_failure(job, tally, now)
+        succeeded = true_condition(job, SUCCESS_CRITERIA_MET) is not None
+        failure = None if succeeded else job_failure(job, tally, now)
         if failure is not None:
-            self._finish(job, mem, tally)
-            set_condition(status, "Failed", "True", failure[0], failure[1], now_rfc3339())
-            self._event(job, failure[0], failure[1], "Warning")
-        elif is_complete(spec, tally):
-            self._finish(job, mem, tally)
-            status["completionTime"] = stamp = now_rfc3339()
+            job = self._finish_job(job, mem, tally, status, FAILURE_TARGET, *failure)
+        elif succeeded or is_complete(spec, tally):
             message = "Reached expected number of succeeded pods"
-            set_condition(status, "Complete", "True", "CompletionsReached", message, stamp)
-            self._event(job, "Completed", "Job completed")
+            job = self._finish_job(
+                job, mem, tally, status, SUCCESS_CRITERIA_MET, "CompletionsReached", message
+            )
         elif spec.get("suspend"):
             self._delete_pods(job, mem, tally.active)
             tally.active = []
@@ -192,6 +196,45 @@ class JobController:
         )
         uid = uid_of(job)
         return [p for p in items if (controller_ref(p) or {}).get("uid") == uid]
+
+    def _finish_job(
+        self,
+        job: dict[str, Any],
+        mem: JobMemory,
+        tally: Tally,
+        status: dict[str, Any],
+        interim: str,
+        reason: str,
+        message: str,
+    ) -> dict[str, Any]:
+        """End the Job as kube 1.35's controller does: the interim condition (FailureTarget,
+        SuccessCriteriaMet) in a status write of its own, then the final one (Failed,
+        Complete) once none of its pods is still terminating. Returns the Job as written."""
+        self._finish(job, mem, tally)
+        if true_condition({"status": status}, interim) is None:
+            set_condition(status, interim, "True", reason, message, now_rfc3339())
+            self._write_status(job, status, tally)
+            job = {**job, "status": copy.deepcopy(status)}
+        if self._terminating(job):
+            return job  # the pods' updates bring the Job back
+        stamp = now_rfc3339()
+        final = FINAL_CONDITION[interim]
+        if final == "Complete":
+            status["completionTime"] = stamp
+        set_condition(status, final, "True", reason, message, stamp)
+        if final == "Complete":
+            self._event(job, "Completed", "Job completed")
+        else:
+            self._event(job, reason, message, "Warning")
+        return job
+
+    def _terminating(self, job: dict[str, Any]) -> bool:
+        """Whether a pod of the Job is being deleted and has not ended yet."""
+        return any(
+            p["metadata"].get("deletionTimestamp")
+            and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES
+            for p in self._owned_pods(job)
+        )
 
     def _finish(self, job: dict[str, Any], mem: JobMemory, tally: Tally) -> None:
         """A finished Job deletes its running pods; kube counts them as failed."""

@@ -18,6 +18,9 @@ LEGACY_CONTROLLER_UID_LABEL = "controller-uid"
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 FINISHED_CONDITIONS = ("Complete", "Failed")
+# kube 1.35 writes an interim condition before each finished one (JobPodReplacementPolicy).
+FAILURE_TARGET, SUCCESS_CRITERIA_MET = "FailureTarget", "SuccessCriteriaMet"
+FINAL_CONDITION = {FAILURE_TARGET: "Failed", SUCCESS_CRITERIA_MET: "Complete"}
 
 # kube-apiserver's name generator: 5 characters without vowels or look-alikes.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -221,6 +224,14 @@ def finished_condition(job: dict[str, Any]) -> dict[str, Any] | None:
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("type") in FINISHED_CONDITIONS and cond.get("status") == "True":
             return cond
+    return None
+
+
+def true_condition(job: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    """The Job's condition of type `ctype` if its status is True."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == ctype and cond.get("status") == "True":
+            return dict(cond)
     return None
 
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .jobspec import (
+    FAILURE_TARGET,
     TERMINAL_PHASES,
     finished_condition,
     match_pod_failure_policy,
     parse_time,
     restart_count,
+    true_condition,
 )
 
 Pod = dict[str, Any]
@@ -131,7 +133,11 @@ def _count_one(job: dict[str, Any], mem: JobMemory, tally: Tally, pod: Pod, now:
 
 
 def job_failure(job: dict[str, Any], tally: Tally, now: float) -> tuple[str, str] | None:
-    """`(reason, message)` if the Job has failed: a FailJob rule, backoff limit or deadline."""
+    """`(reason, message)` if the Job has failed: an earlier sync's verdict (FailureTarget),
+    a FailJob rule, backoff limit or deadline."""
+    target = true_condition(job, FAILURE_TARGET)
+    if target is not None:
+        return str(target.get("reason") or ""), str(target.get("message") or "")
     if tally.failure is not None:
         return tally.failure
     spec = job["spec"]

@@ -46,6 +46,35 @@ def _ready(node: dict[str, Any]) -> bool:
     return False
 
 
+def _histogram(total: int, counts: Counter[str]) -> str:
+    """kube-scheduler's FitError text: `0/N nodes are available: <count reason>, ... .`,
+    sorted as the strings "<count> <reason>" sort."""
+    parts = sorted(f"{n} {reason}" for reason, n in counts.items())
+    return f"0/{total} nodes are available: {', '.join(parts)}."
+
+
+def unschedulable_message(
+    pod: dict[str, Any], total: int, reasons: Counter[str], unresolvable: int
+) -> str:
+    """The PodScheduled message kube-scheduler 1.35 writes when no node fits: the filters'
+    histogram, then its PostFilter plugins' verdicts in order, DynamicResources (a pod with no
+    resource claims has none to free) and DefaultPreemption. Nodes that failed for a reason no
+    eviction can fix are `Preemption is not helpful`; on the others no pod has a lower priority
+    (the local cluster has no PriorityClasses), so there are no victims."""
+    if total == 0:
+        return "no nodes available to schedule pods"
+    if (pod.get("spec") or {}).get("preemptionPolicy") == "Never":
+        preemption = "not eligible due to preemptionPolicy=Never."
+    else:
+        verdicts: Counter[str] = Counter()
+        if unresolvable:
+            verdicts["Preemption is not helpful for scheduling"] = unresolvable
+        if total - unresolvable:
+            verdicts["No preemption victims found for incoming pod"] = total - unresolvable
+        preemption = _histogram(total, verdicts)
+    return f"{_histogram(total, reasons)} no new claims to deallocate, preemption: {preemption}"
+
+
 class Scheduler:
     """Watch-driven scheduler: one worker thread owns all decisions (no races on capacity)."""
 
@@ -168,11 +197,12 @@ class Scheduler:
         max_pods = int(parse_quantity(alloc.get("pods", 110)))
         return free, max_pods - len(pods)
 
-    def _filter(self, pod: dict[str, Any], node: dict[str, Any]) -> list[str]:
-        """Why `pod` cannot go to `node` (kube-scheduler's reason strings); [] if it fits."""
+    def _filter(self, pod: dict[str, Any], node: dict[str, Any]) -> tuple[list[str], bool]:
+        """Why `pod` cannot go to `node` (kube-scheduler's reason strings; [] if it fits), and
+        whether that is unresolvable: no preemption on that node could ever make room."""
         spec = node.get("spec") or {}
         if spec.get("unschedulable"):
-            return ["node(s) were unschedulable"]
+            return ["node(s) were unschedulable"], True
         taints = [
             t for t in spec.get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")
         ]
@@ -180,28 +210,36 @@ class Scheduler:
             taints = [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
         for taint in taints:
             if not _tolerates(pod, taint):
-                return [
-                    f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"
-                ]
+                why = f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"
+                return [why], True
         free, free_pods = self._free(node)
+        alloc = (node.get("status") or {}).get("allocatable") or {}
         requests = pod_requests(pod)
-        reasons = [f"Insufficient {name}" for name in (CPU, MEMORY) if requests[name] > free[name]]
-        if free_pods < 1:
-            reasons.append("Too many pods")
-        return reasons
+        reasons = ["Too many pods"] if free_pods < 1 else []
+        unresolvable = False
+        for name in (CPU, MEMORY):  # NodeResourcesFit's order
+            if requests[name] > free[name]:
+                reasons.append(f"Insufficient {name}")
+                # Larger than the whole node: kube 1.35's NodeResourcesFit says unresolvable.
+                unresolvable |= requests[name] > parse_quantity(alloc.get(name, 0))
+        return reasons, unresolvable
 
     def _schedule(self, uid: str, pod: dict[str, Any]) -> None:
         reasons: Counter[str] = Counter()
+        unresolvable = 0
         best: tuple[Fraction, str] | None = None
         for name, node in sorted(self._nodes.items()):
-            why = self._filter(pod, node)
+            why, hopeless = self._filter(pod, node)
             reasons.update(why)
+            unresolvable += bool(why) and hopeless
             if not why:
                 free, _ = self._free(node)
                 if best is None or free[MEMORY] > best[0]:  # least allocated first
                     best = (free[MEMORY], name)
         if best is None:
-            self._unschedulable(pod, reasons)
+            self._unschedulable(
+                pod, unschedulable_message(pod, len(self._nodes), reasons, unresolvable)
+            )
             return
         if self._bind(pod, best[1]):
             self._pending.pop(uid, None)
@@ -238,16 +276,7 @@ class Scheduler:
         )
         return True
 
-    def _unschedulable(self, pod: dict[str, Any], reasons: Counter[str]) -> None:
-        total = len(self._nodes)
-        if total == 0:
-            message = "no nodes available to schedule pods"
-        else:
-            parts = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
-            message = (
-                f"0/{total} nodes are available: {parts}. preemption: 0/{total} nodes are "
-                f"available: {total} No preemption victims found for incoming pod."
-            )
+    def _unschedulable(self, pod: dict[str, Any], message: str) -> None:
         meta = pod["metadata"]
 
         def fn(obj: dict[str, Any]) -> bool:

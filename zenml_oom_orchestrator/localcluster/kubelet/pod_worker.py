@@ -49,7 +49,7 @@ class PodWorker(StatusWriter):
         self.policy: str = spec.get("restartPolicy") or "Always"
         self.init = [ContainerRecord(dict(c), init=True) for c in spec.get("initContainers") or []]
         self.main = [ContainerRecord(dict(c)) for c in spec.get("containers") or []]
-        for rec in self.main if self.init else []:
+        for rec in self.records if self.init else []:  # init containers too, as kubelet does
             rec.state = waiting("PodInitializing")
         self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.lock = threading.Lock()
@@ -212,6 +212,7 @@ class PodWorker(StatusWriter):
     # -- containers --------------------------------------------------------------------------
     def _start(self, rec: ContainerRecord) -> None:
         k = self.kubelet
+        self.sandbox_ready = True  # made before the first image pull or container start
         image = str(rec.spec.get("image", ""))
         if k.image_pull_fails(image):
             image_pull_failed(self, rec, image)
@@ -288,14 +289,14 @@ class PodWorker(StatusWriter):
     def _on_exit(self, rec: ContainerRecord, proc: Any) -> None:
         if rec.proc is not proc:
             return
-        code, sig = runner.exit_code(proc.returncode)
+        code, _ = runner.exit_code(proc.returncode)  # a signal shows only as 128+N
         oom_kills = self.kubelet.backend.oom_kill_count(rec.cgroup) - rec.oom_baseline
         oom_kills += getattr(proc, "oom_kills", 0)  # a simulated OOM kill
         reason = terminated_reason(code, oom_kills > 0)
         started = rec.state.get("running", {}).get("startedAt")
         message = getattr(proc, "message", None)
         rec.state = terminated(
-            code, reason, started, message=message, signal=sig, container_id=rec.container_id
+            code, reason, started, message=message, container_id=rec.container_id
         )
         rec.proc = None
         if rec.cgroup is not None:  # a runtime kills what PID 1 left behind

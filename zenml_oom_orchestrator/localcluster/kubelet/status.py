@@ -33,17 +33,16 @@ def terminated(
     started_at: str | None,
     finished_at: str | None = None,
     message: str | None = None,
-    signal: int | None = None,
     container_id: str | None = None,
 ) -> dict[str, Any]:
+    """A terminated state as kubelet 1.35 writes it: never a `signal` (CRI reports none; a
+    signal shows only as exit code 128+N)."""
     body: dict[str, Any] = {
         "exitCode": exit_code,
         "reason": reason,
         "startedAt": started_at,
         "finishedAt": finished_at or now(),
     }
-    if signal:
-        body["signal"] = signal
     if message:
         body["message"] = message
     if container_id:

@@ -38,40 +38,56 @@ class StatusWriter:
         self._conditions: list[dict[str, Any]] = []
         self._extra_conditions: list[dict[str, Any]] = []  # DisruptionTarget from faults
         self._last: dict[str, Any] | None = None
+        self.sandbox_ready = False  # the pod's sandbox: made before its first container starts
 
     @property
     def running(self) -> list[ContainerRecord]:
         raise NotImplementedError
 
-    def phase(self) -> str:
+    def computed_phase(self) -> str:
+        """The phase the kubelet computes from its containers, before the terminal hold."""
         if self._override is not None:
             return self._override[0]
         if self._kill_at is not None and not self.running:
             # Since 1.27 a deleted pod ends in a terminal phase before it goes away.
             ok = all(r.exit_code == 0 for r in self.main)
             return "Succeeded" if ok else "Failed"
-        phase = pod_phase(self.policy, self.init, self.main)
-        if phase in TERMINAL_PHASES and self._terminal_due is not None:
+        return pod_phase(self.policy, self.init, self.main)
+
+    def phase(self) -> str:
+        """The phase reported: a terminal one waits until the pod's sandbox is torn down."""
+        phase = self.computed_phase()
+        if phase in TERMINAL_PHASES and self._override is None and self._terminal_due is not None:
             # The containers' end is reported first, the terminal phase in a later update.
             return str((self._last or {}).get("phase") or "Pending")
         return phase
 
     def build_status(self) -> dict[str, Any]:
-        phase = self.phase()
+        # Conditions follow the computed phase (a real kubelet's generateAPIPodStatus), even
+        # while the status manager still holds the reported phase back.
+        phase, computed = self.phase(), self.computed_phase()
         terminal = phase in TERMINAL_PHASES
         incomplete = [r.name for r in self.init if r.exit_code != 0]
         unready = [r.name for r in self.main if not r.is_running]
         conds = self._conditions
-        conds = set_condition(conds, "PodReadyToStartContainers", "True")
-        if incomplete:
+        if not self._frozen:
+            # True once the sandbox exists; a terminal phase is reported only after the
+            # kubelet tore the sandbox down, so it comes with False.
+            sandbox = self.sandbox_ready and not terminal
+            conds = set_condition(conds, "PodReadyToStartContainers", str(sandbox))
+        if computed == "Succeeded":
+            conds = set_condition(conds, "Initialized", "True", "PodCompleted")
+        elif incomplete and not any(r.runs for r in self.main):
             msg = f"containers with incomplete status: [{' '.join(incomplete)}]"
             conds = set_condition(conds, "Initialized", "False", "ContainersNotInitialized", msg)
         else:
             conds = set_condition(conds, "Initialized", "True")
         for type_ in ("Ready", "ContainersReady"):
-            if terminal or self._frozen:
-                reason = "PodCompleted" if terminal else "NodeNotReady"
+            if computed in TERMINAL_PHASES:
+                reason = "PodCompleted" if computed == "Succeeded" else "PodFailed"
                 conds = set_condition(conds, type_, "False", reason)
+            elif self._frozen:
+                conds = set_condition(conds, type_, "False", "NodeNotReady")
             elif unready:
                 msg = f"containers with unready status: [{' '.join(unready)}]"
                 conds = set_condition(conds, type_, "False", "ContainersNotReady", msg)
@@ -83,10 +99,10 @@ class StatusWriter:
             "conditions": [*conds, *self._extra_conditions],
             "hostIP": HOST_IP,
             "hostIPs": [{"ip": HOST_IP}],
-            "podIP": HOST_IP,
-            "podIPs": [{"ip": HOST_IP}],
             "startTime": self.start_time,
         }
+        if self.sandbox_ready:  # the pod's IP comes with its sandbox, and stays
+            status["podIP"], status["podIPs"] = HOST_IP, [{"ip": HOST_IP}]
         if self._frozen and self._last is not None:
             for key in ("initContainerStatuses", "containerStatuses"):
                 if key in self._last:
