@@ -174,7 +174,10 @@ def test_missing_secret_is_create_container_config_error(node: tuple[Store, Kube
         statuses = store.get("pods", "default", "nosecret")["status"].get("containerStatuses")
         return statuses and statuses[0]["state"].get("waiting", {}).get("reason")
 
-    assert wait_for(waiting, what="waiting reason") in ("CreateContainerConfigError",)
+    # The kubelet's first write says ContainerCreating (as a real one does); wait past it.
+    assert wait_for(
+        lambda: waiting() == "CreateContainerConfigError", what="CreateContainerConfigError"
+    )
     assert store.get("pods", "default", "nosecret")["status"]["phase"] == "Pending"
 
 
