@@ -7,9 +7,7 @@ this Python, and ignores the pod's image. So:
   its own ``parent_image`` (or a placeholder name), which also means the stack needs no image
   builder or container registry;
 - no code is uploaded or downloaded: the pods import the pipeline's code from where it lies,
-  the source root on this machine, put first on their ``PYTHONPATH``;
-- a step pod stays in its working directory instead of ZenML's image directory ``/app``
-  (:class:`LocalClusterStepEntrypointConfiguration`).
+  the source root on this machine, put first on their ``PYTHONPATH``.
 
 A user's pipeline therefore runs unchanged; settings it does give are kept where they matter.
 """
@@ -17,11 +15,9 @@ A user's pipeline therefore runs unchanged; settings it does give are kept where
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from zenml.config import DockerSettings
-from zenml.entrypoints.step_entrypoint_configuration import StepEntrypointConfiguration
 from zenml.models import PipelineSnapshotBase
 
 LOCAL_IMAGE = "local/zenml-oom:dev"  # a name only: the local cluster never pulls it
@@ -75,23 +71,3 @@ def code_path() -> str:
 
     parts = [source_utils.get_source_root(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
     return os.pathsep.join(dict.fromkeys(p for p in parts if p))
-
-
-class LocalClusterStepEntrypointConfiguration(StepEntrypointConfiguration):
-    """ZenML's step entrypoint for pods of the local cluster.
-
-    ZenML's ``prepare_code_environment`` makes and enters ``/app``, its images' working
-    directory. A local-cluster pod is a process on this machine, so that would make ``/app`` on
-    the host as root, and fails for a normal user (every step exited 1 with EACCES). Here the
-    pod's own working directory plays that part; with no code to download (see
-    :func:`no_build_docker_settings`) ZenML does nothing else there but put it on ``sys.path``.
-    """
-
-    def prepare_code_environment(self) -> None:
-        """Like ZenML's, in the pod's working directory instead of ``/app``."""
-        if self.should_download_code:
-            super().prepare_code_environment()  # not a local_cluster snapshot: ZenML's way
-            return
-        cwd = os.getcwd()
-        if cwd not in sys.path:
-            sys.path.insert(0, cwd)
