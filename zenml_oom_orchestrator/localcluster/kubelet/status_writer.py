@@ -68,7 +68,7 @@ class StatusWriter:
         phase, computed = self.phase(), self.computed_phase()
         terminal = phase in TERMINAL_PHASES
         incomplete = [r.name for r in self.init if r.exit_code != 0]
-        unready = [r.name for r in self.main if not r.is_running]
+        unready = [r.name for r in self.main if not r.ready]
         conds = self._conditions
         if not self._frozen:
             # True once the sandbox exists; a terminal phase is reported only after the
