@@ -183,8 +183,12 @@ def test_failure_and_success_thresholds(node: tuple[Store, Kubelet], tmp_path: P
     rv = store.resource_version
     store.create("pods", body)
 
-    def tries() -> int:
-        return int(count.read_text()) if count.exists() else 0
+    last = [0]
+
+    def tries() -> int:  # the probe's `echo > file` may be caught half-written: keep the last
+        text = count.read_text().strip() if count.exists() else ""
+        last[0] = int(text) if text.isdigit() else last[0]
+        return last[0]
 
     seen: list[tuple[int, bool]] = []
     with store.watch("pods", resource_version=rv, field_selector="metadata.name=t") as w:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import podresources, prober, runner, simulated
+from . import podresources, prober, resize, runner, simulated
 from .events import now
 from .faults import image_pull_failed
 from .podenv import ConfigError, container_env, expand_argv
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _EXIT, _POD, _CALL, _GONE, _STOP, _PROBE = "exit", "pod", "call", "gone", "stop", "probe"
+RESIZE_RETRY = "resize-retry"
 _CONFIG_RETRY = 1.0  # seconds before retrying a CreateContainerConfigError
 
 
@@ -51,6 +52,8 @@ class PodWorker(StatusWriter):
         self.main = [ContainerRecord(dict(c)) for c in spec.get("containers") or []]
         for rec in self.records if self.init else []:  # init containers too, as kubelet does
             rec.state = waiting("PodInitializing")
+        for rec in self.records:
+            resize.init_allocation(rec)
         self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.lock = threading.Lock()
         self.finished = False
@@ -132,6 +135,9 @@ class PodWorker(StatusWriter):
             self.pod = msg[1]
             if self.pod["metadata"].get("deletionTimestamp"):
                 self._begin_deletion()
+            resize.sync_resize(self)
+        elif kind == RESIZE_RETRY:
+            resize.sync_resize(self)
         elif kind == _CALL:
             try:
                 msg[2].put((True, msg[1]()))
@@ -274,6 +280,7 @@ class PodWorker(StatusWriter):
         rec.container_id = f"local://{proc.pid}"
         rec.killed_reason = None
         rec.state = {"running": {"startedAt": now()}}
+        rec.actual = rec.allocated
         k.record(self.pod, "Created", "Container created", path=rec)  # kubelet 1.35's words
         k.record(self.pod, "Started", "Container started", path=rec)
         prober.start_readiness(self, rec, env, cwd)

@@ -74,6 +74,9 @@ class ContainerRecord:
     probe_ready: bool = True
     probe_last: bool | None = None  # last probe result and how many in a row
     probe_run: int = 0
+    # in-place resize: what the kubelet admitted, and what the running container has now
+    allocated: dict[str, Any] = field(default_factory=dict)
+    actual: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -107,6 +110,11 @@ class ContainerRecord:
         }
         if self.container_id:
             body["containerID"] = self.container_id
+            # kubelet 1.35 reports both once the container exists (allocated: requests only)
+            if self.allocated.get("requests"):
+                body["allocatedResources"] = dict(self.allocated["requests"])
+            if self.actual:
+                body["resources"] = {k: dict(v) for k, v in self.actual.items() if v}
         return body
 
 
