@@ -170,6 +170,9 @@ def test_deferred_resize_is_retried_when_room_frees(node: tuple[Store, Kubelet])
         f"capacity: {4 << 30}"
     )
     assert cgroup_limit(kubelet, pod) == 256 * MiB
+    quiet = store.get("pods", "default", "d")["metadata"]["resourceVersion"]
+    time.sleep(1.5)  # a waiting resize is not rewritten on every status echo
+    assert store.get("pods", "default", "d")["metadata"]["resourceVersion"] == quiet
     store.delete("pods", "default", "filler", grace_period_seconds=0)
     wait_for(lambda: resize_view(store.get("pods", "default", "d"))[2] == "3Gi", 15)
     assert cgroup_limit(kubelet, pod) == 3 << 30
