@@ -224,3 +224,16 @@ def test_discovery_lists_pods_resize_and_kubectl_uses_it(api: Api, tmp_path: Pat
     assert out.returncode == 0, out.stderr
     pod = api.store.get("pods", "default", "p")
     assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_the_pod_itself_refuses_a_resources_change(api: Api) -> None:
+    """As kube-apiserver 1.35: resources change only through pods/resize."""
+    make(api)
+    code, _, status = api.raw("PATCH", "/api/v1/namespaces/default/pods/p", memory("1Gi"), SMP)
+    assert (code, status["reason"]) == (422, "Invalid")
+    assert status["message"].startswith(
+        'Pod "p" is invalid: spec: Forbidden: pod updates may not change fields other than '
+        "`spec.containers[*].image`,"
+    )
+    code, _, pod = api.raw("GET", "/api/v1/namespaces/default/pods/p")
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"memory": "256Mi"}
