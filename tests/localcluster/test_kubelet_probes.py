@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,14 @@ from zenml_oom_orchestrator.localcluster.kubelet.events import record_event
 from zenml_oom_orchestrator.localcluster.kubelet.testing import (
     events_for,
     pod_body,
-    running_node,
     wait_pod,
 )
 from zenml_oom_orchestrator.localcluster.store import Store
 from zenml_oom_orchestrator.localcluster.testing import pids_with, wait_for
+
+from .real_cgroups import node
+
+__all__ = ["node"]  # fixture
 
 pytestmark = pytest.mark.cluster
 
@@ -40,14 +42,6 @@ else
 fi
 w=$((u - i)); echo "working set $w of $l in $d"; [ $((w * 100)) -lt $((l * 50)) ]
 """
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[tuple[Store, Kubelet]]:
-    with running_node(tmp_path) as pair:
-        if not pair[1].backend.enforcing:
-            pytest.skip("no memory cgroups on this machine")
-        yield pair
 
 
 def probed(name: str, command: list[str], probe: list[str], **fields: Any) -> dict[str, Any]:
@@ -126,8 +120,8 @@ def test_memory_probe_script_sees_the_containers_own_cgroup(node: tuple[Store, K
     working set passes it (the probe reads the container's cgroup, not the kubelet's)."""
     store, _ = node
     script = (
-        "import time; time.sleep(2); b = bytearray(160 << 20); b[::4096] = b'x' * (40 << 10); "
-        "print('holding', flush=True); time.sleep(4)"
+        "import time; time.sleep(1.5); b = bytearray(160 << 20); b[::4096] = b'x' * (40 << 10); "
+        "print('holding', flush=True); time.sleep(3)"
     )
     rv = store.resource_version
     store.create("pods", probed("m", [sys.executable, "-c", script], ["sh", "-c", MEMORY_PROBE]))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,15 @@ from zenml_oom_orchestrator.localcluster.kubelet import Kubelet
 from zenml_oom_orchestrator.localcluster.kubelet.testing import (
     events_for,
     pod_body,
-    running_node,
     wait_pod,
 )
 from zenml_oom_orchestrator.localcluster.resize import patch_resize
 from zenml_oom_orchestrator.localcluster.store import Store
 from zenml_oom_orchestrator.localcluster.testing import wait_for
+
+from .real_cgroups import node
+
+__all__ = ["node"]  # fixture
 
 pytestmark = pytest.mark.cluster
 
@@ -34,14 +36,6 @@ GROW_AFTER_GO = (
     "b = bytearray(600 << 20); b[::4096] = b'x' * (600 << 8)\n"
     "print('allocated 600 MiB', flush=True)\n"
 )
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[tuple[Store, Kubelet]]:
-    with running_node(tmp_path) as pair:
-        if not pair[1].backend.enforcing:
-            pytest.skip("no memory cgroups on this machine")
-        yield pair
 
 
 def resources(memory: str) -> dict[str, Any]:
