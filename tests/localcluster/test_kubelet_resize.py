@@ -104,7 +104,7 @@ def test_resize_raises_the_running_limit_and_the_process_survives(
         (2, "1Gi", "1Gi", ()),
     ], seen
     go.touch()
-    done = wait_pod(store, "grow")
+    done = wait_pod(store, "grow", timeout=90)  # touching 600 MiB takes long in an emulated VM
     status = done["status"]["containerStatuses"][0]
     assert done["status"]["phase"] == "Succeeded", status
     assert (status["restartCount"], status["state"]["terminated"]["reason"]) == (0, "Completed")
