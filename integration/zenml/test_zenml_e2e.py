@@ -7,19 +7,16 @@ on ZenML's stock ``kubernetes`` flavor, side by side.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
-from zenml.utils.run_utils import stop_run
-from zenml_runs import Outcome, read_outcome, run_oom
+from zenml_runs import Outcome, run_oom, run_stock
 
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
 from zenml_oom_orchestrator.testing.pipelines import fan_out, over_the_cap
-from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
 
 pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
 
@@ -81,34 +78,20 @@ def test_step_over_its_cap_fails_with_the_cap_message_and_downstream_never_start
     assert outcome.step_runs["after_greedy"] == []  # skipped: never started
 
 
-def _run_stock_bounded(**params: Any) -> Outcome:
-    """The same pipeline on the stock flavor, memory given the only way it honours (pod
-    settings), with one retry; asynchronous, so a hanging run can be recorded and stopped."""
-    Client().activate_stack("stock-stack")
-    resources = {"requests": {"memory": START}, "limits": {"memory": START}}
-    settings = {
-        "docker": no_build_docker_settings(),
-        "orchestrator": {"synchronous": False, "pod_settings": {"resources": resources}},
-    }
-    started = time.monotonic()
-    run = fan_out.with_options(settings=settings, retry={"max_retries": 1})(**params)
-    assert run is not None
-    while time.monotonic() - started < STOCK_DEADLINE:
-        current = Client().get_pipeline_run(run.id, hydrate=False)
-        if current.status.is_finished:
-            break
-        time.sleep(2)
-    outcome = read_outcome("kubernetes", run.id, time.monotonic() - started)
-    if not outcome.run.status.is_finished:
-        stop_run(outcome.run, graceful=False)
-    return outcome
-
-
 def test_same_pipeline_on_zenmls_stock_kubernetes_flavor_side_by_side(
-    stock_stack: str, oom_fan_out: Outcome
+    stock_stack: str, oom_fan_out: Outcome, cluster_kind: str
 ) -> None:
-    stock = _run_stock_bounded(mib=NEED_MIB, width=WIDTH)
-    print("\nSame pipeline, same local cluster (node 2Gi, 4 steps each needing ~435 MB):")
+    # Memory given the only way the stock flavor honours it (pod settings), with one retry.
+    resources = {"requests": {"memory": START}, "limits": {"memory": START}}
+    stock = run_stock(
+        fan_out,
+        {"pod_settings": {"resources": resources}},
+        STOCK_DEADLINE,
+        retry={"max_retries": 1},
+        mib=NEED_MIB,
+        width=WIDTH,
+    )
+    print(f"\nSame pipeline, same {cluster_kind} cluster (4 steps each needing ~435 MB):")
     print(stock.row())
     print(oom_fan_out.row())
     assert oom_fan_out.run.status is ExecutionStatus.COMPLETED
