@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from realtier_audit import AuditedApiServer, audited_api_server
 
 from zenml_oom_orchestrator import rbac
@@ -71,23 +70,9 @@ def audited(cluster: Any, tmp_path: Path) -> Iterator[AuditedApiServer]:
 
 
 @pytest.fixture
-def role_applied(k8s_api_client: Any, cluster_namespace: str) -> Iterator[str]:
-    """rbac.py's manifests, applied as `kubectl apply` would (the ClusterRole is shared)."""
-    core = k8s.CoreV1Api(k8s_api_client)
-    authz = k8s.RbacAuthorizationV1Api(k8s_api_client)
-    sa, role, binding, cluster_role, cluster_binding = rbac.manifests(cluster_namespace)
-    core.create_namespaced_service_account(cluster_namespace, sa)
-    authz.create_namespaced_role(cluster_namespace, role)
-    authz.create_namespaced_role_binding(cluster_namespace, binding)
-    try:
-        authz.create_cluster_role(cluster_role)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        authz.replace_cluster_role(cluster_role["metadata"]["name"], cluster_role)
-    authz.create_cluster_role_binding(cluster_binding)
-    yield sa["metadata"]["name"]
-    authz.delete_cluster_role_binding(cluster_binding["metadata"]["name"])
+def role_applied(cluster: Any, cluster_namespace: str) -> Iterator[str]:
+    yield cluster.apply_rbac(cluster_namespace)
+    cluster.remove_rbac(cluster_namespace)
 
 
 def _supervisor_pod(name: str, service_account: str, api: AuditedApiServer) -> dict[str, Any]:
