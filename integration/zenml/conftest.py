@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from zenml_oom_orchestrator import rbac
 from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
@@ -61,26 +60,16 @@ def small_cluster(zenml_server: LocalZenServer) -> Iterator[LocalCluster]:
 def real_namespace(zenml_server: LocalZenServer, real_cluster: Any) -> Iterator[str]:
     """A namespace of the session on the real tier, with rbac.py's ServiceAccount and Role."""
     stack.use_kubeconfig(Path(real_cluster.kubeconfig_path))
-    api = real_cluster.api_client()
-    core = k8s.CoreV1Api(api)
-    authz = k8s.RbacAuthorizationV1Api(api)
     name = f"zenml-e2e-{secrets.token_hex(3)}"
-    core.create_namespace({"metadata": {"name": name}})
-    sa, role, binding, cluster_role, cluster_binding = rbac.manifests(name)
-    core.create_namespaced_service_account(name, sa)
-    authz.create_namespaced_role(name, role)
-    authz.create_namespaced_role_binding(name, binding)
-    try:
-        authz.create_cluster_role(cluster_role)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    authz.create_cluster_role_binding(cluster_binding)
+    with real_cluster.api_client() as api:
+        k8s.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    real_cluster.apply_rbac(name)
     yield name
-    authz.delete_cluster_role_binding(cluster_binding["metadata"]["name"])
-    core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
-    core.delete_namespace(name)
-    api.close()
+    real_cluster.remove_rbac(name)
+    with real_cluster.api_client() as api:
+        core = k8s.CoreV1Api(api)
+        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+        core.delete_namespace(name)
 
 
 def _real_stack_config(request: pytest.FixtureRequest) -> dict[str, Any]:

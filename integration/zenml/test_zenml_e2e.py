@@ -7,18 +7,23 @@ on ZenML's stock ``kubernetes`` flavor, side by side.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 from zenml_runs import Outcome, run_oom, run_stock
 
+from zenml_oom_orchestrator import rbac
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
 from zenml_oom_orchestrator.testing.pipelines import fan_out, over_the_cap
 
-pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
+# The first test's setup starts the ZenML server and runs the fan-out pipeline; on the real tier
+# (a ZenML import in every pod, on 2 shared cores) that alone took 10 min under heavy load.
+pytestmark = [pytest.mark.zenml, pytest.mark.cluster, pytest.mark.timeout(1500)]
 
 WIDTH = 4
 NEED_MIB = 300  # + ZenML's ~135 MB: more than the 320Mi start, less than the 640Mi retry
@@ -57,6 +62,25 @@ def test_parallel_steps_over_their_start_all_complete_with_escalation(
         ], name
         assert history[0]["exit_code"] == 137
     assert outcome.step_runs["report"] == ["completed"]
+
+
+@pytest.mark.real_only("only a real API server enforces the Role")
+def test_orchestrator_pod_ran_as_the_roles_service_account_without_a_403(
+    oom_fan_out: Outcome, real_namespace: str, cluster: Any
+) -> None:
+    """Issue 11 §7 through ZenML: the orchestrator pod (entrypoint and supervisor) with the
+    token of rbac.py's ServiceAccount, which the kubelet got from the TokenRequest API."""
+    api = cluster.api_client()
+    try:
+        core = k8s.CoreV1Api(api)
+        pods = core.list_namespaced_pod(real_namespace, label_selector="job-name").items
+        ours = [p for p in pods if p.spec.service_account_name == rbac.NAME]
+        assert ours, [(p.metadata.name, p.spec.service_account_name) for p in pods]
+        for pod in ours:
+            log = core.read_namespaced_pod_log(pod.metadata.name, real_namespace)
+            assert not re.search(r"\b403\b|Forbidden", log), log
+    finally:
+        api.close()
 
 
 def test_step_over_its_cap_fails_with_the_cap_message_and_downstream_never_starts(
