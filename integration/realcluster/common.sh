@@ -14,10 +14,11 @@ export K8S_VERSION=${K8S_VERSION:-v1.35.4}
 export ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 export CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.2.9}
 export CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
-# The image the tests name `python:3.11` (as the local cluster accepts it) is this debootstrap one.
+# The image the tests name `python:3.11` (as the local cluster accepts it) is this debootstrap one;
+# the step image also answers to the name the ZenML tests give it on the local cluster.
 PYTHON_IMAGE=localhost/python:3.11-bookworm
 STEP_IMAGE=localhost/zenml-oom:dev
-export IMAGE_ALIASES="$PYTHON_IMAGE=docker.io/library/python:3.11"
+export IMAGE_ALIASES="$PYTHON_IMAGE=docker.io/library/python:3.11 $STEP_IMAGE=docker.io/local/zenml-oom:dev"
 # The node: 8Gi allocatable like the local cluster's (the rest of the host is systemReserved).
 NODE_MEMORY_KI=${ZENML_OOM_REALTIER_NODE_KI:-8388608}
 EVICTION_KI=102400                   # evictionHard memory.available 100Mi (node-up.sh)

@@ -54,3 +54,36 @@ class RealTier:
         from kubernetes import config
 
         return config.new_client_from_config(config_file=str(self.kubeconfig_path))
+
+    def apply_rbac(self, namespace: str) -> str:
+        """zenml_oom_orchestrator/rbac.py's manifests for `namespace`, applied as `kubectl apply`
+        would (the ClusterRole is shared by every namespace); the ServiceAccount's name."""
+        from kubernetes import client as k8s
+        from kubernetes.client.exceptions import ApiException
+
+        from zenml_oom_orchestrator import rbac
+
+        with self.api_client() as api:
+            core, authz = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+            sa, role, binding, cluster_role, cluster_binding = rbac.manifests(namespace)
+            core.create_namespaced_service_account(namespace, sa)
+            authz.create_namespaced_role(namespace, role)
+            authz.create_namespaced_role_binding(namespace, binding)
+            try:
+                authz.create_cluster_role(cluster_role)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                authz.replace_cluster_role(cluster_role["metadata"]["name"], cluster_role)
+            authz.create_cluster_role_binding(cluster_binding)
+        return str(sa["metadata"]["name"])
+
+    def remove_rbac(self, namespace: str) -> None:
+        """The cluster-scoped part of `apply_rbac` (the rest goes with the namespace)."""
+        from kubernetes import client as k8s
+
+        from zenml_oom_orchestrator import rbac
+
+        name = rbac.manifests(namespace)[-1]["metadata"]["name"]
+        with self.api_client() as api:
+            k8s.RbacAuthorizationV1Api(api).delete_cluster_role_binding(name)

@@ -1,12 +1,26 @@
-"""Fixtures for the ZenML integration tests: one real local ZenML server and one small local
-cluster per session, with this flavor and ZenML's stock Kubernetes flavor registered on it."""
+"""Fixtures for the ZenML integration tests: one real local ZenML server per session, and the
+cluster the pipelines run on, with this flavor and ZenML's stock Kubernetes flavor registered.
+
+- `--cluster=local`: one small local cluster per session (its pods are processes here).
+- `--cluster=real`: the session's real tier. Its pods are containers on the node's bridge, so
+  the ZenML server listens on the bridge address; the step image is the tier's
+  (integration/realcluster/build.sh: zenml and this package from the working tree, also named
+  `local/zenml-oom:dev` there); the orchestrator pod of this flavor runs as the ServiceAccount
+  of rbac.py; the artifact store is a local folder that `local=True` mounts into every pod (the
+  node is this machine).
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
+from zenml_oom_orchestrator import rbac
 from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
 from zenml_oom_orchestrator.testing import stack
 from zenml_oom_orchestrator.testing.zenml_server import LocalZenServer, local_zen_server
@@ -16,12 +30,17 @@ from zenml_oom_orchestrator.testing.zenml_server import LocalZenServer, local_ze
 NODE_MEMORY = "2Gi"
 OOM_STACK = "oom-stack"
 STOCK_STACK = "stock-stack"
+REAL_TIER_BRIDGE = "10.88.0.1"  # the real node's bridge address (integration/realcluster/up.sh)
+REAL_TIER_CONTEXT = "realk8s"  # the context of the real tier's kubeconfig
 
 
 @pytest.fixture(scope="session")
-def zenml_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalZenServer]:
+def zenml_server(
+    tmp_path_factory: pytest.TempPathFactory, cluster_kind: str
+) -> Iterator[LocalZenServer]:
     """A local ZenML server (`zenml login --local`), active in this process for the session."""
-    with local_zen_server(tmp_path_factory.mktemp("zenml-config")) as server:
+    host = REAL_TIER_BRIDGE if cluster_kind == "real" else "127.0.0.1"
+    with local_zen_server(tmp_path_factory.mktemp("zenml-config"), host=host) as server:
         server.activate_in_process()
         yield server
 
@@ -38,6 +57,29 @@ def small_cluster(zenml_server: LocalZenServer) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="session")
+def real_namespace(zenml_server: LocalZenServer, real_cluster: Any) -> Iterator[str]:
+    """A namespace of the session on the real tier, with rbac.py's ServiceAccount and Role."""
+    stack.use_kubeconfig(Path(real_cluster.kubeconfig_path))
+    name = f"zenml-e2e-{secrets.token_hex(3)}"
+    with real_cluster.api_client() as api:
+        k8s.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    real_cluster.apply_rbac(name)
+    yield name
+    real_cluster.remove_rbac(name)
+    with real_cluster.api_client() as api:
+        core = k8s.CoreV1Api(api)
+        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+        core.delete_namespace(name)
+
+
+def _real_stack_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return {
+        "kubernetes_context": REAL_TIER_CONTEXT,
+        "kubernetes_namespace": request.getfixturevalue("real_namespace"),
+    }
+
+
+@pytest.fixture(scope="session")
 def flavor_registered(zenml_server: LocalZenServer) -> str:
     """`zenml orchestrator flavor register ...`, exactly as the README says."""
     result = zenml_server.cli("orchestrator", "flavor", "register", stack.FLAVOR_SOURCE)
@@ -45,14 +87,28 @@ def flavor_registered(zenml_server: LocalZenServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def oom_stack(flavor_registered: str, small_cluster: LocalCluster) -> str:
-    """The stack `zenml-oom local-stack` registers (the product's own code)."""
-    stack.register_local_stack(OOM_STACK)
+def oom_stack(flavor_registered: str, cluster_kind: str, request: pytest.FixtureRequest) -> str:
+    """Local: the stack `zenml-oom local-stack` registers (the product's own code). Real: the
+    flavor on the real tier, its orchestrator pod as rbac.py's ServiceAccount."""
+    if cluster_kind == "real":
+        config = _real_stack_config(request)
+        stack.register_stack(
+            OOM_STACK, "oom-k8s", "oom_kubernetes", service_account_name=rbac.NAME, **config
+        )
+    else:
+        request.getfixturevalue("small_cluster")
+        stack.register_local_stack(OOM_STACK)
     return OOM_STACK
 
 
 @pytest.fixture(scope="session")
-def stock_stack(small_cluster: LocalCluster) -> str:
+def stock_stack(cluster_kind: str, request: pytest.FixtureRequest) -> str:
+    """ZenML's stock flavor; on the real tier with its defaults (in-cluster config, and the
+    ServiceAccount it makes itself), on the local one with what its pods need there."""
+    if cluster_kind == "real":
+        stack.register_stack(STOCK_STACK, "stock-k8s", "kubernetes", **_real_stack_config(request))
+        return STOCK_STACK
+    small_cluster: LocalCluster = request.getfixturevalue("small_cluster")
     stack.register_stack(
         STOCK_STACK,
         "stock-k8s",

@@ -7,21 +7,23 @@ on ZenML's stock ``kubernetes`` flavor, side by side.
 
 from __future__ import annotations
 
-import time
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
-from zenml.utils.run_utils import stop_run
-from zenml_runs import Outcome, read_outcome, run_oom
+from zenml_runs import Outcome, run_oom, run_stock
 
+from zenml_oom_orchestrator import rbac
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
 from zenml_oom_orchestrator.testing.pipelines import fan_out, over_the_cap
-from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
 
-pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
+# The first test's setup starts the ZenML server and runs the fan-out pipeline; on the real tier
+# (a ZenML import in every pod, on 2 shared cores) that alone took 10 min under heavy load.
+pytestmark = [pytest.mark.zenml, pytest.mark.cluster, pytest.mark.timeout(1500)]
 
 WIDTH = 4
 NEED_MIB = 300  # + ZenML's ~135 MB: more than the 320Mi start, less than the 640Mi retry
@@ -62,6 +64,25 @@ def test_parallel_steps_over_their_start_all_complete_with_escalation(
     assert outcome.step_runs["report"] == ["completed"]
 
 
+@pytest.mark.real_only("only a real API server enforces the Role")
+def test_orchestrator_pod_ran_as_the_roles_service_account_without_a_403(
+    oom_fan_out: Outcome, real_namespace: str, cluster: Any
+) -> None:
+    """Issue 11 §7 through ZenML: the orchestrator pod (entrypoint and supervisor) with the
+    token of rbac.py's ServiceAccount, which the kubelet got from the TokenRequest API."""
+    api = cluster.api_client()
+    try:
+        core = k8s.CoreV1Api(api)
+        pods = core.list_namespaced_pod(real_namespace, label_selector="job-name").items
+        ours = [p for p in pods if p.spec.service_account_name == rbac.NAME]
+        assert ours, [(p.metadata.name, p.spec.service_account_name) for p in pods]
+        for pod in ours:
+            log = core.read_namespaced_pod_log(pod.metadata.name, real_namespace)
+            assert not re.search(r"\b403\b|Forbidden", log), log
+    finally:
+        api.close()
+
+
 def test_step_over_its_cap_fails_with_the_cap_message_and_downstream_never_starts(
     oom_stack: str,
 ) -> None:
@@ -81,34 +102,20 @@ def test_step_over_its_cap_fails_with_the_cap_message_and_downstream_never_start
     assert outcome.step_runs["after_greedy"] == []  # skipped: never started
 
 
-def _run_stock_bounded(**params: Any) -> Outcome:
-    """The same pipeline on the stock flavor, memory given the only way it honours (pod
-    settings), with one retry; asynchronous, so a hanging run can be recorded and stopped."""
-    Client().activate_stack("stock-stack")
-    resources = {"requests": {"memory": START}, "limits": {"memory": START}}
-    settings = {
-        "docker": no_build_docker_settings(),
-        "orchestrator": {"synchronous": False, "pod_settings": {"resources": resources}},
-    }
-    started = time.monotonic()
-    run = fan_out.with_options(settings=settings, retry={"max_retries": 1})(**params)
-    assert run is not None
-    while time.monotonic() - started < STOCK_DEADLINE:
-        current = Client().get_pipeline_run(run.id, hydrate=False)
-        if current.status.is_finished:
-            break
-        time.sleep(2)
-    outcome = read_outcome("kubernetes", run.id, time.monotonic() - started)
-    if not outcome.run.status.is_finished:
-        stop_run(outcome.run, graceful=False)
-    return outcome
-
-
 def test_same_pipeline_on_zenmls_stock_kubernetes_flavor_side_by_side(
-    stock_stack: str, oom_fan_out: Outcome
+    stock_stack: str, oom_fan_out: Outcome, cluster_kind: str
 ) -> None:
-    stock = _run_stock_bounded(mib=NEED_MIB, width=WIDTH)
-    print("\nSame pipeline, same local cluster (node 2Gi, 4 steps each needing ~435 MB):")
+    # Memory given the only way the stock flavor honours it (pod settings), with one retry.
+    resources = {"requests": {"memory": START}, "limits": {"memory": START}}
+    stock = run_stock(
+        fan_out,
+        {"pod_settings": {"resources": resources}},
+        STOCK_DEADLINE,
+        retry={"max_retries": 1},
+        mib=NEED_MIB,
+        width=WIDTH,
+    )
+    print(f"\nSame pipeline, same {cluster_kind} cluster (4 steps each needing ~435 MB):")
     print(stock.row())
     print(oom_fan_out.row())
     assert oom_fan_out.run.status is ExecutionStatus.COMPLETED

@@ -9,6 +9,7 @@ from typing import Any
 
 from zenml.client import Client
 from zenml.models import PipelineRunResponse
+from zenml.utils.run_utils import stop_run
 
 from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings, PipelineRunFailedError
 from zenml_oom_orchestrator.orchestrators.store_sync import OPEN_STATUSES, StoreSync
@@ -60,6 +61,32 @@ def run_oom(pipeline: Any, oom_settings: dict[str, Any] | None = None, **params:
     except PipelineRunFailedError as failed:  # a failed synchronous run raises
         run_id = failed.run_id
     return read_outcome("oom_kubernetes", run_id, time.monotonic() - started)
+
+
+def run_stock(
+    pipeline: Any, orchestrator: dict[str, Any], deadline: float, retry: Any = None, **params: Any
+) -> Outcome:
+    """Run ``pipeline(**params)`` on the stock-stack, asynchronously, so that a run still open
+    after ``deadline`` seconds can be recorded as it is, then stopped."""
+    Client().activate_stack("stock-stack")
+    settings = {
+        "docker": no_build_docker_settings(),
+        "orchestrator": {**orchestrator, "synchronous": False},
+    }
+    started = time.monotonic()
+    options: dict[str, Any] = {"settings": settings}
+    if retry is not None:
+        options["retry"] = retry
+    run = pipeline.with_options(**options)(**params)
+    assert run is not None
+    while time.monotonic() - started < deadline:
+        if Client().get_pipeline_run(run.id, hydrate=False).status.is_finished:
+            break
+        time.sleep(2)
+    outcome = read_outcome("kubernetes", run.id, time.monotonic() - started)
+    if not outcome.run.status.is_finished:
+        stop_run(outcome.run, graceful=False)
+    return outcome
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -46,6 +46,16 @@ def fan_out(mib: int = 400, width: int = 4, seconds: float = 1.0) -> None:
 
 
 @pipeline(enable_cache=False)
+def parallel_on_a_full_node(mib: int = 1100, width: int = 8, seconds: float = 60.0) -> None:
+    """ZenML issue #3440 scaled down: ``width`` parallel steps, no memory settings, that
+    together need more memory than the node has, each holding it for ``seconds``."""
+    names = [f"load_{i}" for i in range(width)]
+    for name in names:
+        allocate(mib, seconds, id=name)
+    report(after=names)
+
+
+@pipeline(enable_cache=False)
 def over_the_cap(mib: int = 900, seconds: float = 1.0) -> None:
     """One step that needs more than its cap allows, one downstream step that must not start."""
     allocate(mib, seconds, id="greedy")

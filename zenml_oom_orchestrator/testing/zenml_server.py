@@ -63,10 +63,11 @@ class LocalZenServer:
     config_path: Path
     port: int
     extra_env: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"  # the address it listens on, and that its clients and pods use
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
         """A full environment for a subprocess that should use this server."""
@@ -135,15 +136,20 @@ class LocalZenServer:
                 time.sleep(0.1)
 
 
-def start_local_zen_server(config_path: Path, port: int | None = None) -> LocalZenServer:
-    """Start a NO_AUTH SQLite ZenML server with its config in ``config_path`` (about 15 s)."""
+def start_local_zen_server(
+    config_path: Path, port: int | None = None, host: str = "127.0.0.1"
+) -> LocalZenServer:
+    """Start a NO_AUTH SQLite ZenML server with its config in ``config_path`` (about 15 s),
+    listening on ``host`` (an address pods can reach, for a cluster whose pods are not
+    processes on this machine)."""
     config_path.mkdir(parents=True, exist_ok=True)
-    server = LocalZenServer(config_path=config_path, port=port or free_port())
+    server = LocalZenServer(config_path=config_path, port=port or free_port(), host=host)
     try:
         # Seconds here; minutes on a slow machine (seen: > 3 min in an emulated VM under load),
         # where ZenML's own 60 s wait for its daemon (ZENML_DAEMON_SERVER_TIMEOUT) is too short.
         env = {"ZENML_DAEMON_SERVER_TIMEOUT": "600", **server.env()}
-        _run_cli(env, ("login", "--local", "--port", str(server.port)), timeout=900)
+        args = ("login", "--local", "--ip-address", host, "--port", str(server.port))
+        _run_cli(env, args, timeout=900)
     except BaseException:
         server.stop()
         raise
@@ -151,9 +157,11 @@ def start_local_zen_server(config_path: Path, port: int | None = None) -> LocalZ
 
 
 @contextlib.contextmanager
-def local_zen_server(config_path: Path, port: int | None = None) -> Iterator[LocalZenServer]:
+def local_zen_server(
+    config_path: Path, port: int | None = None, host: str = "127.0.0.1"
+) -> Iterator[LocalZenServer]:
     """Context manager around :func:`start_local_zen_server` that always stops the server."""
-    server = start_local_zen_server(config_path, port)
+    server = start_local_zen_server(config_path, port, host)
     try:
         yield server
     finally:
