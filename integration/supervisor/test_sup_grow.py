@@ -4,15 +4,21 @@ path. Real processes, real cgroup limits, real resizes by the kubelet."""
 
 from __future__ import annotations
 
+import json
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 from sup_helpers import MI, Recorder, alloc_code, events_by_pod, one_step, pod_name, run, run_pods
 
+from zenml_oom_orchestrator.localcluster.testing import wait_for
 from zenml_oom_orchestrator.outcome import OutcomeKind
 from zenml_oom_orchestrator.policy import OOMPolicy
 from zenml_oom_orchestrator.supervisor import RunStatus, StepStatus
 from zenml_oom_orchestrator.supervisor.grow import ANN_GROWTHS, growths_of
+from zenml_oom_orchestrator.supervisor.testing import start_supervisor
 
 pytestmark = pytest.mark.cluster
 
@@ -85,3 +91,38 @@ def test_a_step_allocating_everything_at_once_still_takes_the_oom_path(
     ]
     assert [a.memory_limit // MI for a in attempts] == [512, 1536]
     assert [a.budget for a in attempts] == [None, "oom"]
+
+
+def test_a_supervisor_killed_between_growths_keeps_them_on_restart(
+    cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
+) -> None:
+    run_id = "grow-restart"
+    spec = one_step(
+        run_id, cluster_namespace, "train", steady_code(40, 1230), OOMPolicy(initial_memory="512Mi")
+    )
+    spec_file = tmp_path / "run.json"
+    spec_file.write_text(spec.model_dump_json())
+    core = k8s.CoreV1Api(k8s_api_client)
+    name = pod_name(run_id, "train", 1)
+
+    def grown_once() -> bool:
+        pods = core.list_namespaced_pod(cluster_namespace, field_selector=f"metadata.name={name}")
+        return bool(pods.items) and ANN_GROWTHS in (pods.items[0].metadata.annotations or {})
+
+    first = start_supervisor(tmp_path, cluster.kubeconfig_path, spec_file, capture_stderr=False)
+    wait_for(grown_once, timeout=60, interval=0.1, what="the first growth")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    second = start_supervisor(tmp_path, cluster.kubeconfig_path, spec_file, capture_stderr=False)
+    assert second.wait(120) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "succeeded"
+    (attempt,) = result["steps"]["train"]["attempts"]
+    assert attempt["outcome"]["kind"] == "succeeded"
+    assert [
+        (g["from_limit"] // MI, g["to_limit"] // MI, g["outcome"]) for g in attempt["growths"]
+    ] == [
+        (512, 1024, "in_force"),
+        (1024, 2048, "in_force"),
+    ]
+    assert attempt["memory_limit"] == 2048 * MI

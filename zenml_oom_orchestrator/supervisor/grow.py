@@ -31,7 +31,7 @@ from zenml_oom_orchestrator.supervisor import naming
 from zenml_oom_orchestrator.supervisor.manifests import main_container_of
 from zenml_oom_orchestrator.supervisor.nearlimit import near_limit_probe
 from zenml_oom_orchestrator.supervisor.pending import created_at
-from zenml_oom_orchestrator.supervisor.resize import RESIZE_SINCE, resize_memory, server_version
+from zenml_oom_orchestrator.supervisor.resize import RESIZE_SINCE, ResizeApi
 from zenml_oom_orchestrator.supervisor.state import StepState
 
 if TYPE_CHECKING:
@@ -107,6 +107,7 @@ class Grower:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.api = ResizeApi(engine.cluster)
         self.supported: bool | None = None  # None: not asked yet (once per run)
         self._ready_seen: set[str] = set()
         self._asked: dict[str, _Asked] = {}
@@ -115,7 +116,7 @@ class Grower:
     def cluster_supports(self) -> bool:
         if self.supported is None:
             try:
-                version = server_version(self.engine.cluster)
+                version = self.api.version()
             except Exception:  # noqa: BLE001 - unknown: the first resize tells
                 log.warning("could not read the API server's version", exc_info=True)
                 version = None
@@ -158,13 +159,13 @@ class Grower:
             self._check(st, pod, status)
             return
         self._adopt_applied(st, pod, status)
-        if not (status.get("state") or {}).get("running"):
+        if "running" not in (status.get("state") or {}):
             return
         if status.get("ready"):
             self._ready_seen.add(name)
             return
-        if not self.supported or not may_grow(st.spec.policy, st.current.growths):
-            return
+        if not may_grow(st.spec.policy, st.current.growths) or not self.cluster_supports():
+            return  # (asked here too: a restarted supervisor adopts attempts, creates none)
         if name not in self._ready_seen:
             running = (status.get("state") or {}).get("running") or {}
             started = created_at({"metadata": {"creationTimestamp": running.get("startedAt")}})
@@ -199,10 +200,7 @@ class Grower:
             self._record(st, pod, "at_ceiling", "max_memory or the largest node's memory")
             return
         try:
-            resize_memory(
-                self.engine.cluster, st.current_pod, st.spec.main_container, target.request,
-                target.limit,
-            )  # fmt: skip
+            self.api.resize(st.current_pod, st.spec.main_container, target.request, target.limit)
         except ApiException as exc:
             self._refused(st, pod, exc, _Asked(before, target, now))
             return

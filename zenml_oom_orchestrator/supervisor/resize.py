@@ -15,7 +15,7 @@ from kubernetes import client as k8s
 from zenml_oom_orchestrator.quantity import format_memory
 from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
 
-__all__ = ["RESIZE_SINCE", "resize_memory", "server_version"]
+__all__ = ["RESIZE_SINCE", "ResizeApi", "resize_memory", "server_version"]
 
 RESIZE_SINCE = (1, 33)  # pods/resize: beta and on by default in 1.33, GA in 1.35
 
@@ -58,3 +58,16 @@ def resize_memory(
 
     result: dict[str, Any] = cluster._call("resize pod", patch)
     return result
+
+
+class ResizeApi:
+    """The calls above on one cluster (the grower's seam: unit tests give a fake server)."""
+
+    def __init__(self, cluster: ClusterApi) -> None:
+        self.cluster = cluster
+
+    def version(self) -> tuple[int, int] | None:
+        return server_version(self.cluster)
+
+    def resize(self, pod: str, container: str, request: int, limit: int) -> dict[str, Any]:
+        return resize_memory(self.cluster, pod, container, request, limit)
