@@ -1,0 +1,29 @@
+"""Issue 12 §6 through the ZenML flavor: a step that grows while it works is grown in place
+and the store shows ONE completed step run whose metadata lists the growth. Real ZenML server,
+real local cluster (pods/resize and exec readiness probes as a kubelet 1.35 serves them)."""
+
+from __future__ import annotations
+
+import pytest
+from zenml_runs import run_oom
+
+from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
+from zenml_oom_orchestrator.testing.pipelines import growing
+
+pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
+
+
+def test_a_growing_step_completes_in_one_step_run_with_its_growth_in_metadata(
+    oom_stack: str,
+) -> None:
+    # 550 MiB on top of ZenML's own ~135 MB: past 80 % of 512Mi, within 80 % of 1Gi.
+    outcome = run_oom(growing, {"initial_memory": "512Mi"}, mib=550, mib_per_second=50)
+    print("\n" + outcome.row())
+    assert outcome.run.status.value == "completed"
+    assert outcome.step_runs["grower"] == ["completed"]  # one step run: no retry
+    (row,) = outcome.run.steps["grower"].run_metadata[HISTORY_KEY]
+    assert (row["attempt"], row["outcome"], row["memory_limit"]) == (1, "succeeded", "1Gi")
+    assert [(g["from"], g["to"], g["outcome"]) for g in row["growths"]] == [
+        ("512Mi", "1Gi", "in_force")
+    ]
+    assert outcome.step_runs["report"] == ["completed"]
