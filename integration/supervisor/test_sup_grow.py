@@ -11,11 +11,22 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from sup_helpers import MI, Recorder, alloc_code, events_by_pod, one_step, pod_name, run, run_pods
+from sup_helpers import (
+    MI,
+    Recorder,
+    alloc_code,
+    events_by_pod,
+    one_step,
+    pod_name,
+    run,
+    run_in_thread,
+    run_pods,
+)
 
 from zenml_oom_orchestrator.localcluster.testing import wait_for
 from zenml_oom_orchestrator.outcome import OutcomeKind
 from zenml_oom_orchestrator.policy import OOMPolicy
+from zenml_oom_orchestrator.quantity import memory_bytes
 from zenml_oom_orchestrator.supervisor import RunStatus, StepStatus
 from zenml_oom_orchestrator.supervisor.grow import ANN_GROWTHS, growths_of
 from zenml_oom_orchestrator.supervisor.testing import start_supervisor
@@ -126,3 +137,60 @@ def test_a_supervisor_killed_between_growths_keeps_them_on_restart(
         (1024, 2048, "in_force"),
     ]
     assert attempt["memory_limit"] == 2048 * MI
+
+
+@pytest.mark.local_only(
+    "fills the node's memory with a placeholder pod: the real tier's one node is shared with "
+    "other test runs, whose pods it would hold up"
+)
+def test_a_growth_the_node_cannot_hold_falls_back_to_a_retry(
+    k8s_api_client: Any, cluster_namespace: str
+) -> None:
+    core = k8s.CoreV1Api(k8s_api_client)
+    (node,) = core.list_node().items
+    held = sum(
+        memory_bytes(c.resources.requests["memory"])
+        for p in core.list_pod_for_all_namespaces().items
+        if p.spec.node_name == node.metadata.name and p.status.phase in ("Pending", "Running")
+        for c in p.spec.containers
+        if c.resources and c.resources.requests and "memory" in c.resources.requests
+    )
+    # Room for the step's 512Mi, not for its growth to 1Gi.
+    room = memory_bytes(node.status.allocatable["memory"]) - held - 768 * MI
+    placeholder = {
+        "metadata": {"name": "placeholder"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "hold",
+                    "image": "python:3.11",
+                    "command": ["sleep", "600"],
+                    "resources": {"requests": {"memory": str(room)}},
+                }
+            ],
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+    core.create_namespaced_pod(cluster_namespace, placeholder)
+    policy = OOMPolicy(initial_memory="512Mi")
+    spec = one_step("grow-full", cluster_namespace, "train", steady_code(50, 700), policy)
+    sup, box, thread = run_in_thread(k8s_api_client, spec)
+    second = pod_name("grow-full", "train", 2)
+
+    def retry_created() -> bool:
+        names = [p.metadata.name for p in run_pods(k8s_api_client, cluster_namespace, "grow-full")]
+        return second in names
+
+    wait_for(retry_created, timeout=120, interval=0.2, what="the retry after the OOM kill")
+    core.delete_namespaced_pod("placeholder", cluster_namespace, grace_period_seconds=0)
+    thread.join(180)
+    result = box["result"]
+    assert result.status is RunStatus.SUCCEEDED, result.to_dict()
+    first, last = result.steps["train"].attempts
+    assert first.outcome is not None and first.outcome.kind is OutcomeKind.OOM_KILLED
+    assert first.memory_limit == 512 * MI  # the growth never came into force
+    assert [(g.to_limit // MI, g.grew) for g in first.growths] == [(1024, False)]
+    assert first.growths[0].outcome in ("deferred", "timed_out", "overtaken")
+    assert last.outcome is not None and last.outcome.kind is OutcomeKind.SUCCEEDED
+    assert last.memory_limit == 1024 * MI and last.budget == "oom"

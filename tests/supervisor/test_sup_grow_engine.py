@@ -62,7 +62,12 @@ def test_not_ready_grows_twice_in_place_then_succeeds_in_one_attempt() -> None:
     assert h.resize_api.resized == [(pod["metadata"]["name"], "main", 1024 * MI, 1024 * MI)]
     ready(pod, False, 1024)  # the kubelet applied it (status.resources)
     h.settle()
-    ready(pod, False, 1024)  # still above 80 % of the new limit: the next growth
+    ready(pod, False, 1024)  # stale: the probe has not run at the new limit yet
+    h.settle()
+    assert len(h.resize_api.resized) == 1
+    ready(pod, True, 1024)  # it passed at 1Gi ...
+    h.settle()
+    ready(pod, False, 1024)  # ... and failed again later: the next growth
     h.settle()
     assert [r[3] // MI for r in h.resize_api.resized] == [1024, 2048]
     ready(pod, True, 2048)

@@ -44,9 +44,12 @@ REASON_GROWN = "MemoryGrown"
 REASON_NOT_GROWN = "MemoryNotGrown"
 PROBE_MARK = "oom-near-limit"  # $0 of the probe's script: how a pod is known to carry it
 GROW_TIMEOUT = 10.0  # seconds from the crossing for a resize to come into force
-# A container not ready this long after it started never passed the probe: it is above the
-# threshold from its first second (the first probe runs within a period of the start).
+# A container not ready this long after it started (or after a growth) did not pass the probe
+# since: it is above the threshold (the probe runs once a second).
 STARTUP_GRACE = 3.0
+
+
+_PENDING_OUTCOME: dict[str, GrowthOutcome] = {"Infeasible": "infeasible", "Deferred": "deferred"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class Grower:
         self.api = ResizeApi(engine.cluster)
         self.supported: bool | None = None  # None: not asked yet (once per run)
         self._ready_seen: set[str] = set()
+        self._grown_at: dict[str, float] = {}  # pod -> when its last growth was seen in force
         self._asked: dict[str, _Asked] = {}
 
     # -- once per run ---------------------------------------------------------------------
@@ -163,16 +167,22 @@ class Grower:
             return
         if status.get("ready"):
             self._ready_seen.add(name)
+            self._grown_at.pop(name, None)
             return
         if not may_grow(st.spec.policy, st.current.growths) or not self.cluster_supports():
             return  # (asked here too: a restarted supervisor adopts attempts, creates none)
-        if name not in self._ready_seen:
+        # Not ready is trusted once the probe has had time to pass: after the start (unless
+        # it was ready since) and after a growth came into force (its ready=false is stale
+        # until the probe runs again at the new limit).
+        since = self._grown_at.get(name)
+        if since is None and name not in self._ready_seen:
             running = (status.get("state") or {}).get("running") or {}
-            started = created_at({"metadata": {"creationTimestamp": running.get("startedAt")}})
-            wait = (started or self.engine.clock()) + STARTUP_GRACE - self.engine.clock()
-            if wait > 0:
-                self.engine.queue.add_after(st.name, wait)
-                return
+            since = created_at({"metadata": {"creationTimestamp": running.get("startedAt")}})
+            since = self.engine.clock() if since is None else since
+        wait = 0.0 if since is None else since + STARTUP_GRACE - self.engine.clock()
+        if wait > 0:
+            self.engine.queue.add_after(st.name, wait)
+            return
         self._ask(st, pod)
 
     def settle(self, st: StepState, pod: dict[str, Any]) -> None:
@@ -180,13 +190,17 @@ class Grower:
         if st.current_pod is None:
             return
         self._ready_seen.discard(st.current_pod)
+        self._grown_at.pop(st.current_pod, None)
         asked = self._asked.get(st.current_pod)
         if asked is None:
             return
         status = main_status(pod, st.spec.main_container) or {}
         applied = in_force_memory(status)[1]
+        pending = resize_pending(pod) or ("", "")
         if applied is not None and applied >= asked.target.limit:
             self._record(st, pod, "in_force", "", persist=False)
+        elif pending[0] in _PENDING_OUTCOME:  # e.g. the kubelet deferred it until the end
+            self._record(st, pod, _PENDING_OUTCOME[pending[0]], pending[1], persist=False)
         else:
             self._record(st, pod, "overtaken", "the attempt ended first", persist=False)
 
@@ -286,6 +300,7 @@ class Grower:
             current = replace(
                 current, memory_request=growth.to_request, memory_limit=growth.to_limit
             )
+            self._grown_at[st.current_pod] = now
         st.current = current
         text = f"attempt {current.number}: memory {growth.describe()}"
         if not growth.grew:
