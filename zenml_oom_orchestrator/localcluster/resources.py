@@ -61,7 +61,7 @@ RESOURCES: dict[str, ResourceType] = {
             ("status",),
             name_rule="label",
         ),
-        ResourceType("pods", "Pod", "", "v1", True, ("po",), ("status", "log")),
+        ResourceType("pods", "Pod", "", "v1", True, ("po",), ("status", "log", "resize")),
         ResourceType("events", "Event", "", "v1", True, ("ev",)),
         ResourceType("nodes", "Node", "", "v1", False, ("no",), ("status",)),
         ResourceType("secrets", "Secret", "", "v1", True),

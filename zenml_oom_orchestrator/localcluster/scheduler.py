@@ -161,8 +161,9 @@ class Scheduler:
             holds = event_type != "DELETED" and obj["status"].get("phase") not in TERMINAL_PHASES
             pods = self._usage.setdefault(node, {})
             if holds:
-                pods[uid] = pod_requests(obj)
-                return False
+                before, pods[uid] = pods.get(uid), pod_requests(obj)
+                # An in-place resize that shrank the pod frees room too.
+                return before is not None and any(pods[uid][r] < before[r] for r in before)
             return pods.pop(uid, None) is not None
         if event_type == "DELETED" or obj["metadata"].get("deletionTimestamp"):
             return False

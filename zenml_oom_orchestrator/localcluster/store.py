@@ -354,7 +354,7 @@ class Store(GarbageCollector):
         validate(rt, new)
         if new == cur:
             return cur
-        if "spec" in new and new.get("spec") != cur.get("spec"):
+        if "spec" in new and _spec_changed(cur.get("spec"), new.get("spec")):
             meta["generation"] = int(cmeta.get("generation", 1)) + 1
         if cmeta.get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(cmeta.get("finalizers") or [])
@@ -395,3 +395,12 @@ class Store(GarbageCollector):
     def _unwatch(self, w: Watch) -> None:
         with self._lock:
             self._watchers[w.resource].discard(w)
+
+
+def _spec_changed(old: Any, new: Any) -> bool:
+    """A spec change that bumps `generation`; a pod's binding (setting `nodeName`) is none."""
+    if old == new:
+        return False
+    if isinstance(old, dict) and isinstance(new, dict) and not old.get("nodeName"):
+        return {k: v for k, v in new.items() if k != "nodeName"} != old
+    return True

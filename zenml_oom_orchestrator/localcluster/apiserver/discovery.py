@@ -10,7 +10,11 @@ from ..version import GIT_VERSION, MAJOR, MINOR
 KUBE_VERSION = {"major": str(MAJOR), "minor": str(MINOR), "gitVersion": GIT_VERSION}
 
 _SINGULAR = {"namespaces": "namespace", "serviceaccounts": "serviceaccount"}
-_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"]}
+_SUBRESOURCE_VERBS = {
+    "status": ["get", "patch", "update"],
+    "log": ["get"],
+    "resize": ["get", "patch", "update"],
+}
 
 
 def version_info() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import BadRequest, MethodNotAllowed, NotFound
 from ..patch import apply_patch
+from ..resize import patch_resize, put_resize
 from ..selectors import object_matcher
 from ..store import Store
 from .routing import Route
@@ -129,6 +130,14 @@ def patch(store: Store, route: Route, body: Any, content_type: str) -> Body:
         obj.update(patched)
 
     return store.mutate(rt.plural, route.namespace, route.name, fn, subresource=route.subresource)
+
+
+def resize(store: Store, route: Route, method: str, body: Any, content_type: str) -> Body:
+    """PATCH or PUT on `pods/<name>/resize`: only the containers' resources may change."""
+    assert route.name is not None
+    if method == "PUT":
+        return put_resize(store, route.namespace, route.name, _body_object(body))
+    return patch_resize(store, route.namespace, route.name, body, content_type)
 
 
 def delete_options(query: Query, body: Any) -> tuple[int | None, str | None, dict[str, str]]:

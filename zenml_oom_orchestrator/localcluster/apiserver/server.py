@@ -280,6 +280,11 @@ class Handler(BaseHTTPRequestHandler):
                 raise MethodNotAllowed("pods/log supports GET only")
             serve_log(api, self, route, query)
             return
+        if route.subresource == "resize" and method in ("PUT", "PATCH"):
+            assert route.name is not None
+            ctype = self.headers.get("Content-Type", "")
+            self.send_json(200, handlers.resize(store, route, method, body, ctype))
+            return
         if method == "GET" and route.name is None:
             if query.get("watch", "").lower() in ("true", "1"):
                 table = self._table()

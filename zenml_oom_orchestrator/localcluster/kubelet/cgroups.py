@@ -254,6 +254,11 @@ class CgroupBackend:
     def oom_kill_count(self, path: Path | None) -> int:
         raise NotImplementedError
 
+    def set_memory_limit(self, path: Path, limit_bytes: int | None) -> None:
+        """Change a running container's limit in place (an in-place resize); OSError if the
+        kernel refuses it (v1: a limit below what the cgroup uses now)."""
+        raise NotImplementedError
+
     def memory_usage(self, path: Path | None) -> int:
         raise NotImplementedError
 
@@ -275,6 +280,18 @@ class CgroupV1(CgroupBackend):
 
     def oom_kill_count(self, path: Path | None) -> int:
         return 0 if path is None else _read_counter(path / "memory.oom_control", "oom_kill")
+
+    def set_memory_limit(self, path: Path, limit_bytes: int | None) -> None:
+        value = str(limit_bytes if limit_bytes is not None else -1)
+        memsw = path / "memory.memsw.limit_in_bytes"
+        # memsw may never be below the plain limit: raise it first, lower it last.
+        order = ["memory.limit_in_bytes"]
+        if memsw.exists():
+            current = _read_counter_file(path / "memory.limit_in_bytes")
+            growing = limit_bytes is None or limit_bytes > current
+            order = [memsw.name, *order] if growing else [*order, memsw.name]
+        for name in order:
+            _write(path / name, value)
 
     def memory_cgroup_of(self, proc_cgroup: str) -> Path | None:
         for line in proc_cgroup.splitlines():
@@ -321,6 +338,9 @@ class CgroupV2(CgroupBackend):
     def oom_kill_count(self, path: Path | None) -> int:
         return 0 if path is None else _read_counter(path / "memory.events", "oom_kill")
 
+    def set_memory_limit(self, path: Path, limit_bytes: int | None) -> None:
+        _write(path / "memory.max", "max" if limit_bytes is None else str(limit_bytes))
+
     def memory_usage(self, path: Path | None) -> int:
         return 0 if path is None else _read_counter_file(path / "memory.current")
 
@@ -354,6 +374,9 @@ class NoCgroups(CgroupBackend):
 
     def oom_kill_count(self, path: Path | None) -> int:
         return 0
+
+    def set_memory_limit(self, path: Path, limit_bytes: int | None) -> None:
+        pass
 
     def memory_usage(self, path: Path | None) -> int:
         return 0

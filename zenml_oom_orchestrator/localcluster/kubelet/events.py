@@ -18,8 +18,18 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 # (store id, involved uid, reason, message, component) -> (namespace, event name)
-_recent: OrderedDict[tuple[int, str, str, str, str], tuple[str, str]] = OrderedDict()
+_recent: OrderedDict[tuple[Any, ...], tuple[str, str]] = OrderedDict()
 _RECENT_MAX = 4096
+# client-go's EventAggregator: the 10th distinct message of one (object, type, reason) within
+# 10 minutes, and every one after it, goes to one "(combined from similar events): " Event.
+_AGGREGATE_AFTER, _AGGREGATE_WINDOW = 10, 600.0
+_COMBINED = "(combined from similar events): "
+# (store id, component, involved uid, type, reason) -> (distinct messages, last seen)
+_similar: OrderedDict[tuple[Any, ...], tuple[set[str], float]] = OrderedDict()
+# client-go's spam filter: per (object, type, reason, message) a burst of 25, then one per
+# 5 minutes (a probe failing every second with the same output: count stops at 25).
+_SPAM_BURST, _SPAM_REFILL = 25, 300.0
+_spam: OrderedDict[tuple[Any, ...], tuple[float, float]] = OrderedDict()  # (tokens, at)
 
 
 def now() -> str:
@@ -69,14 +79,22 @@ def record_event(
     """
     ref = object_reference(involved_object, field_path)
     namespace = ref.get("namespace") or "default"
-    key = (id(store), str(ref.get("uid", ref.get("name"))), reason, message, component)
+    involved = str(ref.get("uid", ref.get("name")))
+    key: tuple[Any, ...] = (id(store), involved, reason, message, component)
+    if action is None and _spam_filtered((*key, type)):
+        return None
+    if action is None and _aggregated(id(store), component, involved, type, reason, message):
+        key, message = (
+            (id(store), involved, reason, type, component, "combined"),
+            (_COMBINED + message),
+        )
     stamp = now()
     try:
         with _lock:
             known = _recent.get(key)
         if known is not None:
             try:
-                return _bump(store, known, stamp, action is not None)  # type: ignore[no-any-return]
+                return _bump(store, known, stamp, action is not None, message)  # type: ignore[no-any-return]
             except Exception:  # noqa: BLE001 - gone (TTL, GC): record a fresh one
                 pass
         event = {
@@ -122,7 +140,35 @@ def record_event(
         return None
 
 
-def _bump(store: Any, known: tuple[str, str], stamp: str, series: bool) -> Any:
+def _spam_filtered(key: tuple[Any, ...]) -> bool:
+    """True when client-go's token bucket for this Event is empty (the Event is dropped)."""
+    t = time.monotonic()
+    with _lock:
+        tokens, at = _spam.pop(key, (float(_SPAM_BURST), t))
+        tokens = min(float(_SPAM_BURST), tokens + (t - at) / _SPAM_REFILL)
+        allowed = tokens >= 1.0
+        _spam[key] = (tokens - 1.0 if allowed else tokens, t)
+        while len(_spam) > _RECENT_MAX:
+            _spam.popitem(last=False)
+        return not allowed
+
+
+def _aggregated(*similar: Any) -> bool:
+    """Whether client-go's aggregator combines this Event (the last item is its message)."""
+    key, message = similar[:-1], similar[-1]
+    t = time.monotonic()
+    with _lock:
+        messages, last = _similar.pop(key, (set(), t))
+        if t - last > _AGGREGATE_WINDOW:
+            messages = set()
+        messages.add(message)
+        _similar[key] = (messages, t)
+        while len(_similar) > _RECENT_MAX:
+            _similar.popitem(last=False)
+        return len(messages) >= _AGGREGATE_AFTER
+
+
+def _bump(store: Any, known: tuple[str, str], stamp: str, series: bool, message: str) -> Any:
     def fn(ev: dict[str, Any]) -> None:
         if series:  # events.k8s.io/v1: a repeat is counted in `series`
             old = ev.get("series") or {"count": 1}
@@ -130,5 +176,6 @@ def _bump(store: Any, known: tuple[str, str], stamp: str, series: bool) -> Any:
             return
         ev["count"] = int(ev.get("count") or 1) + 1
         ev["lastTimestamp"] = stamp
+        ev["message"] = message  # client-go's patch carries the latest message too
 
     return store.mutate("events", known[0], known[1], fn)

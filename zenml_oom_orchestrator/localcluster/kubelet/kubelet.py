@@ -22,7 +22,7 @@ from .faults import NodeFaults
 from .informer import Informer
 from .logs import read_log
 from .node import register_node, set_node_ready_status
-from .pod_worker import PodWorker
+from .pod_worker import RESIZE_RETRY, PodWorker
 from .podresources import TERMINAL_PHASES
 from .status import ContainerRecord
 
@@ -154,6 +154,8 @@ class Kubelet(NodeFaults):
         uid = pod["metadata"]["uid"]
         with self._lock:
             worker = self.workers.get(uid)
+            if event_type == "DELETED" or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+                self._retry_deferred_resizes(uid)
             if event_type == "DELETED":
                 self.workers.pop(uid, None)
                 if worker is not None:
@@ -172,6 +174,12 @@ class Kubelet(NodeFaults):
             worker = PodWorker(self, pod)
             self.workers[uid] = worker
         worker.thread.start()
+
+    def _retry_deferred_resizes(self, freed_by: str) -> None:
+        """A pod ended or went: Deferred resizes of the others may fit now (kubelet retries)."""
+        for uid, w in self.workers.items():
+            if uid != freed_by and any(c.get("reason") == "Deferred" for c in w.resize_conditions):
+                w.post(RESIZE_RETRY)
 
     def _on_sync(self, pods: list[dict[str, Any]]) -> None:
         """After a re-list: pods that went away while the watch was down are deleted here."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import podresources, runner, simulated
+from . import podresources, prober, resize, runner, simulated
 from .events import now
 from .faults import image_pull_failed
 from .podenv import ConfigError, container_env, expand_argv
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_EXIT, _POD, _CALL, _GONE, _STOP = "exit", "pod", "call", "gone", "stop"
+_EXIT, _POD, _CALL, _GONE, _STOP, _PROBE = "exit", "pod", "call", "gone", "stop", "probe"
+RESIZE_RETRY = "resize-retry"
 _CONFIG_RETRY = 1.0  # seconds before retrying a CreateContainerConfigError
 
 
@@ -51,11 +52,13 @@ class PodWorker(StatusWriter):
         self.main = [ContainerRecord(dict(c)) for c in spec.get("containers") or []]
         for rec in self.records if self.init else []:  # init containers too, as kubelet does
             rec.state = waiting("PodInitializing")
+        for rec in self.records:
+            resize.init_allocation(rec)
         self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.lock = threading.Lock()
         self.finished = False
         self.start_time = now()
-        self._started = time.monotonic()
+        self._started = self.started_monotonic = time.monotonic()
         deadline = spec.get("activeDeadlineSeconds")
         self._deadline = None if deadline is None else self._started + int(deadline)
         self._kill_at: float | None = None  # set once the pod is being deleted
@@ -111,6 +114,8 @@ class PodWorker(StatusWriter):
         except Exception:  # noqa: BLE001
             log.exception("pod worker %s/%s crashed", self.namespace, self.name)
         finally:
+            for rec in self.records:
+                prober.stop_readiness(rec)
             self._kill_all(signal.SIGKILL)
             self.kubelet.backend.remove_pod(self.uid)
             with self.lock:
@@ -130,11 +135,16 @@ class PodWorker(StatusWriter):
             self.pod = msg[1]
             if self.pod["metadata"].get("deletionTimestamp"):
                 self._begin_deletion()
+            resize.sync_resize(self)
+        elif kind == RESIZE_RETRY:
+            resize.sync_resize(self)
         elif kind == _CALL:
             try:
                 msg[2].put((True, msg[1]()))
             except Exception as e:  # noqa: BLE001 - handed back to the caller
                 msg[2].put((False, e))
+        elif kind == _PROBE:
+            prober.apply_probe_result(self, *msg[1:])
         elif kind in (_GONE, _STOP):
             self._kill_all(signal.SIGKILL)
             self._wait_exits(2.0)
@@ -221,7 +231,7 @@ class PodWorker(StatusWriter):
             k.record(
                 self.pod,
                 "Pulled",
-                f'Container image "{image}" already present on machine',
+                f'Container image "{image}" already present on machine and can be accessed by the pod',
                 path=rec,
             )
         outcome = simulated.outcome_for(self.pod, rec.name, rec.runs)
@@ -270,8 +280,10 @@ class PodWorker(StatusWriter):
         rec.container_id = f"local://{proc.pid}"
         rec.killed_reason = None
         rec.state = {"running": {"startedAt": now()}}
-        k.record(self.pod, "Created", f"Created container {rec.name}", path=rec)
-        k.record(self.pod, "Started", f"Started container {rec.name}", path=rec)
+        rec.actual = rec.allocated
+        k.record(self.pod, "Created", "Container created", path=rec)  # kubelet 1.35's words
+        k.record(self.pod, "Started", "Container started", path=rec)
+        prober.start_readiness(self, rec, env, cwd)
         threading.Thread(
             target=self._wait_process, args=(rec, proc), name=f"wait-{proc.pid}", daemon=True
         ).start()
@@ -299,6 +311,7 @@ class PodWorker(StatusWriter):
             code, reason, started, message=message, container_id=rec.container_id
         )
         rec.proc = None
+        prober.stop_readiness(rec)
         if rec.cgroup is not None:  # a runtime kills what PID 1 left behind
             self.kubelet.backend.destroy(rec.cgroup)
             rec.cgroup = None

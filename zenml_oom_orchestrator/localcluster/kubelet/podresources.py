@@ -45,8 +45,7 @@ def pod_requests(pod: Mapping[str, Any]) -> dict[str, Fraction]:
     total: dict[str, Fraction] = {}
     for name in (MEMORY, CPU):
         app = sum(
-            (container_resource(c, "requests", name) or Fraction(0))
-            for c in spec.get("containers") or []
+            (_resized_request(pod, c, name) or Fraction(0)) for c in spec.get("containers") or []
         )
         init = max(
             (container_resource(c, "requests", name) or Fraction(0))
@@ -55,6 +54,34 @@ def pod_requests(pod: Mapping[str, Any]) -> dict[str, Fraction]:
         overhead = _quantity((spec.get("overhead") or {}).get(name, 0)) or Fraction(0)
         total[name] = max(Fraction(app), init) + overhead
     return total
+
+
+def resize_infeasible(pod: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == "PodResizePending" and c.get("reason") == "Infeasible"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def _resized_request(
+    pod: Mapping[str, Any], container: Mapping[str, Any], name: str
+) -> Fraction | None:
+    """A container's request as kube-scheduler 1.35 counts it during an in-place resize: the
+    larger of the spec's and the running container's (`status.containerStatuses[].resources`),
+    or only the running one's while the resize is Infeasible."""
+    wanted = container_resource(container, "requests", name)
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    actual_res = next(
+        (s.get("resources") for s in statuses if s.get("name") == container.get("name")), None
+    )
+    if not actual_res:
+        return wanted
+    actual = _quantity((actual_res.get("requests") or {}).get(name))
+    if resize_infeasible(pod):
+        return actual
+    if actual is None:
+        return wanted
+    return actual if wanted is None else max(wanted, actual)
 
 
 def sum_requests(pods: Iterable[Mapping[str, Any]]) -> dict[str, Fraction]:

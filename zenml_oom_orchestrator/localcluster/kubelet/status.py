@@ -69,6 +69,14 @@ class ContainerRecord:
     backoff: float = 0.0
     pull_attempts: int = 0
     killed_reason: str | None = None  # set when the kubelet itself stopped the process
+    # readiness: a container with a readinessProbe starts unready (the probe's initial Failure)
+    prober: Any = None  # the running ReadinessProber, if any
+    probe_ready: bool = True
+    probe_last: bool | None = None  # last probe result and how many in a row
+    probe_run: int = 0
+    # in-place resize: what the kubelet admitted, and what the running container has now
+    allocated: dict[str, Any] = field(default_factory=dict)
+    actual: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -77,6 +85,11 @@ class ContainerRecord:
     @property
     def is_running(self) -> bool:
         return "running" in self.state
+
+    @property
+    def ready(self) -> bool:
+        """`containerStatuses[].ready`: running and, with a readinessProbe, passing it."""
+        return self.is_running and not self.init and self.probe_ready
 
     @property
     def exit_code(self) -> int | None:
@@ -89,7 +102,7 @@ class ContainerRecord:
             "name": self.name,
             "image": self.spec.get("image", ""),
             "imageID": "",
-            "ready": self.is_running and not self.init,
+            "ready": self.ready,
             "restartCount": self.restart_count,
             "started": self.is_running,
             "state": self.state,
@@ -97,6 +110,11 @@ class ContainerRecord:
         }
         if self.container_id:
             body["containerID"] = self.container_id
+            # kubelet 1.35 reports both once the container exists (allocated: requests only)
+            if self.allocated.get("requests"):
+                body["allocatedResources"] = dict(self.allocated["requests"])
+            if self.actual:
+                body["resources"] = {k: dict(v) for k, v in self.actual.items() if v}
         return body
 
 

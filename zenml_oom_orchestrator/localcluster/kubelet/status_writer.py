@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
 from .podresources import TERMINAL_PHASES
+from .resize import IN_PROGRESS, PENDING, with_generation
 from .status import ContainerRecord, pod_phase, set_condition
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ class StatusWriter:
 
     kubelet: Kubelet
     store: Any
+    pod: dict[str, Any]
     uid: str
     namespace: str
     name: str
@@ -39,6 +41,8 @@ class StatusWriter:
         self._extra_conditions: list[dict[str, Any]] = []  # DisruptionTarget from faults
         self._last: dict[str, Any] | None = None
         self.sandbox_ready = False  # the pod's sandbox: made before its first container starts
+        self.resize_conditions: list[dict[str, Any]] = []  # PodResizePending/InProgress
+        self.resize_event: tuple[str, int] | None = None  # the pending verdict last reported
 
     @property
     def running(self) -> list[ContainerRecord]:
@@ -68,7 +72,7 @@ class StatusWriter:
         phase, computed = self.phase(), self.computed_phase()
         terminal = phase in TERMINAL_PHASES
         incomplete = [r.name for r in self.init if r.exit_code != 0]
-        unready = [r.name for r in self.main if not r.is_running]
+        unready = [r.name for r in self.main if not r.ready]
         conds = self._conditions
         if not self._frozen:
             # True once the sandbox exists; a terminal phase is reported only after the
@@ -94,9 +98,13 @@ class StatusWriter:
             else:
                 conds = set_condition(conds, type_, "True")
         self._conditions = conds
+        gen = self.generation
         status: dict[str, Any] = {
+            "observedGeneration": gen,
             "phase": phase,
-            "conditions": [*conds, *self._extra_conditions],
+            "conditions": with_generation(
+                [*self.resize_conditions, *conds, *self._extra_conditions], gen
+            ),
             "hostIP": HOST_IP,
             "hostIPs": [{"ip": HOST_IP}],
             "startTime": self.start_time,
@@ -115,6 +123,10 @@ class StatusWriter:
             status["reason"], status["message"] = self._override[1], self._override[2]
         return status
 
+    @property
+    def generation(self) -> int:
+        return int(self.pod["metadata"].get("generation") or 1)
+
     def set_disruption_target(self, reason: str, message: str) -> None:
         """The DisruptionTarget condition: the pod ends for an infrastructure reason."""
         self._extra_conditions = set_condition([], "DisruptionTarget", "True", reason, message)
@@ -130,7 +142,8 @@ class StatusWriter:
         mine = self.build_status()
         if mine == self._last:
             return
-        mine_types = {c["type"] for c in mine["conditions"]}
+        mine_types = {c["type"] for c in mine["conditions"]} | {PENDING, IN_PROGRESS}
+        gen = mine["observedGeneration"]
 
         def fn(pod: dict[str, Any]) -> bool:
             if pod["metadata"].get("uid") != self.uid:
@@ -146,6 +159,7 @@ class StatusWriter:
                         "lastTransitionTime": self.start_time,
                     }
                 )
+            foreign = with_generation(foreign, gen)
             new = {**old, **mine, "conditions": [*mine["conditions"], *foreign]}
             for key in ("reason", "message"):
                 if key not in mine:
