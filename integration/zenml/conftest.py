@@ -46,8 +46,10 @@ def flavor_registered(zenml_server: LocalZenServer) -> str:
 
 @pytest.fixture(scope="session")
 def oom_stack(flavor_registered: str, small_cluster: LocalCluster) -> str:
-    """The stack `zenml-oom local-stack` registers (the product's own code)."""
-    stack.register_local_stack(OOM_STACK)
+    """The stack `zenml-oom local-stack` registers (the product's own code), with growing in
+    place off on the component: these tests count OOM kills, and a burst that thrashes at its
+    limit for a second could be grown instead. test_grow_in_place.py turns it on per run."""
+    stack.register_local_stack(OOM_STACK, grow_in_place=False)
     return OOM_STACK
 
 

@@ -17,7 +17,9 @@ def test_a_growing_step_completes_in_one_step_run_with_its_growth_in_metadata(
     oom_stack: str,
 ) -> None:
     # 550 MiB on top of ZenML's own ~135 MB: past 80 % of 512Mi, within 80 % of 1Gi.
-    outcome = run_oom(growing, {"initial_memory": "512Mi"}, mib=550, mib_per_second=50)
+    # grow_in_place: on by default, off on the test stack's component (see conftest.py).
+    settings = {"initial_memory": "512Mi", "grow_in_place": True}
+    outcome = run_oom(growing, settings, mib=550, mib_per_second=50)
     print("\n" + outcome.row())
     assert outcome.run.status.value == "completed"
     assert outcome.step_runs["grower"] == ["completed"]  # one step run: no retry
