@@ -264,7 +264,8 @@ class Grower:
             self.engine.queue.add_after(st.name, GROW_TIMEOUT)
 
     def _adopt_applied(self, st: StepState, pod: dict[str, Any], status: dict[str, Any]) -> None:
-        """A resize that came into force while no supervisor watched (a restart)."""
+        """A resize that came into force unseen: while no supervisor watched (a restart), or
+        a deferred one the kubelet applied later, once the node had room."""
         assert st.current is not None and st.current_pod is not None
         request, limit = in_force_memory(status)
         if limit is None or limit <= st.current.memory_limit:
@@ -272,7 +273,7 @@ class Grower:
         before = st.current.memory
         target = Memory(max(request or 0, before.request, 1), limit)
         self._asked[st.current_pod] = _Asked(before, target, self.engine.clock())
-        self._record(st, pod, "in_force", "came into force while the supervisor restarted")
+        self._record(st, pod, "in_force", "came into force later (a deferred resize, or a restart)")
 
     def _record(
         self,
