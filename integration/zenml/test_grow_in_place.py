@@ -5,8 +5,10 @@ real local cluster (pods/resize and exec readiness probes as a kubelet 1.35 serv
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 from zenml_runs import run_oom
 
+from zenml_oom_orchestrator import cli_runs
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
 from zenml_oom_orchestrator.testing.pipelines import growing
 
@@ -29,3 +31,8 @@ def test_a_growing_step_completes_in_one_step_run_with_its_growth_in_metadata(
         ("512Mi", "1Gi", "in_force")
     ]
     assert outcome.step_runs["report"] == ["completed"]
+    # What `zenml-oom attempts` and `zenml-oom explain` show from the store.
+    table = CliRunner().invoke(cli_runs.attempts, [outcome.run.name])
+    assert "grower attempt 1 grew in place: 512Mi -> 1Gi (in force" in table.output
+    said = CliRunner().invoke(cli_runs.explain, [outcome.run.name, "grower"])
+    assert "Attempt 1 was grown in place 1 time while it ran, keeping its work" in said.output

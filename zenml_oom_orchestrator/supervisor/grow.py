@@ -44,9 +44,13 @@ REASON_GROWN = "MemoryGrown"
 REASON_NOT_GROWN = "MemoryNotGrown"
 PROBE_MARK = "oom-near-limit"  # $0 of the probe's script: how a pod is known to carry it
 GROW_TIMEOUT = 10.0  # seconds from the crossing for a resize to come into force
-# A container not ready this long after it started (or after a growth) did not pass the probe
-# since: it is above the threshold (the probe runs once a second).
-STARTUP_GRACE = 3.0
+# Not ready is trusted only after the probe passed once (since the start, or since the last
+# growth came into force): until then ready=false may be the old limit's, or the first probe's
+# not yet written. A container that stays not ready this long without passing is above the
+# threshold all along. Long, because a loaded kubelet writes readiness seconds late (a 3 s
+# grace let a stale ready=false after a growth ask for a needless third growth on the real
+# tier).
+STARTUP_GRACE = 10.0
 
 
 _PENDING_OUTCOME: dict[str, GrowthOutcome] = {"Infeasible": "infeasible", "Deferred": "deferred"}
