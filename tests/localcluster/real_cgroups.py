@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from zenml_oom_orchestrator.localcluster.kubelet import runner
+from zenml_oom_orchestrator.localcluster.kubelet import Kubelet, runner
 from zenml_oom_orchestrator.localcluster.kubelet.cgroup_detect import SystemdScope, detect_backend
 from zenml_oom_orchestrator.localcluster.kubelet.cgroups import CgroupBackend
+from zenml_oom_orchestrator.localcluster.kubelet.testing import running_node
+from zenml_oom_orchestrator.localcluster.store import Store
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[Store, Kubelet]]:
+    """A Store with a scheduler and a kubelet on this machine's memory cgroups (import it
+    into a test module: `from .real_cgroups import node`)."""
+    with running_node(tmp_path) as pair:
+        if not pair[1].backend.enforcing:
+            pytest.skip("no memory cgroups on this machine")
+        yield pair
 
 
 def real_backend(pfx: str, cluster_id: str = "") -> CgroupBackend:

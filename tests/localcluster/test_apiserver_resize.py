@@ -142,6 +142,35 @@ def test_other_fields_are_dropped_silently(api: Api) -> None:
             "\"RestartContainer\": must be 'NotRequired' when `restartPolicy` is 'Never', spec: "
             "Forbidden: only cpu and memory resources are mutable]",
         ),
+        (
+            None,
+            {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "resizePolicy": [
+                                {"resourceName": "memory", "restartPolicy": "NotRequired"}
+                            ],
+                        }
+                    ]
+                }
+            },
+            SMP,
+            'Pod "p" is invalid: spec: Forbidden: only cpu and memory resources are mutable',
+        ),
+        (
+            None,
+            {
+                "spec": {
+                    "containers": [
+                        {"name": "main", "resources": {"limits": {"ephemeral-storage": "1Gi"}}}
+                    ]
+                }
+            },
+            SMP,
+            'Pod "p" is invalid: spec: Forbidden: only cpu and memory resources are mutable',
+        ),
     ],
     ids=[
         "limits-removed",
@@ -151,6 +180,8 @@ def test_other_fields_are_dropped_silently(api: Api) -> None:
         "request-over-limit",
         "container-added",
         "resize-policy",
+        "resize-policy-not-required",
+        "ephemeral-storage",
     ],
 )
 def test_refusals_are_the_real_servers(
@@ -165,6 +196,12 @@ def test_refusals_are_the_real_servers(
 
 def test_merge_and_json_patch_and_put(api: Api) -> None:
     make(api, {"limits": {"memory": "512Mi"}, "requests": {"memory": "256Mi"}})
+    # requests removed: defaulted from the limits again, not refused (as the real server)
+    ops = [{"op": "remove", "path": "/spec/containers/0/resources/requests"}]
+    code, _, pod = api.raw("PATCH", PATH, ops, JSON_PATCH)
+    assert code == 200 and pod["spec"]["containers"][0]["resources"]["requests"] == {
+        "memory": "512Mi"
+    }
     code, _, pod = api.raw(
         "PATCH",
         PATH,
@@ -181,12 +218,12 @@ def test_merge_and_json_patch_and_put(api: Api) -> None:
         {"op": "replace", "path": "/spec/containers/0/resources/requests/memory", "value": "700Mi"},
     ]
     code, _, pod = api.raw("PATCH", PATH, ops, JSON_PATCH)
-    assert code == 200 and pod["metadata"]["generation"] == 3
+    assert code == 200 and pod["metadata"]["generation"] == 4
     pod["spec"]["containers"][0]["resources"] = memory("800Mi")["spec"]["containers"][0][
         "resources"
     ]
     code, _, put = api.raw("PUT", PATH, pod)
-    assert code == 200 and put["metadata"]["generation"] == 4
+    assert code == 200 and put["metadata"]["generation"] == 5
     code, _, status = api.raw("PUT", PATH, pod)  # pod carries the old resourceVersion
     assert (code, status["reason"]) == (409, "Conflict")
     code, _, status = api.raw(
@@ -224,3 +261,16 @@ def test_discovery_lists_pods_resize_and_kubectl_uses_it(api: Api, tmp_path: Pat
     assert out.returncode == 0, out.stderr
     pod = api.store.get("pods", "default", "p")
     assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_the_pod_itself_refuses_a_resources_change(api: Api) -> None:
+    """As kube-apiserver 1.35: resources change only through pods/resize."""
+    make(api)
+    code, _, status = api.raw("PATCH", "/api/v1/namespaces/default/pods/p", memory("1Gi"), SMP)
+    assert (code, status["reason"]) == (422, "Invalid")
+    assert status["message"].startswith(
+        'Pod "p" is invalid: spec: Forbidden: pod updates may not change fields other than '
+        "`spec.containers[*].image`,"
+    )
+    code, _, pod = api.raw("GET", "/api/v1/namespaces/default/pods/p")
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"memory": "256Mi"}

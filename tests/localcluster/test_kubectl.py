@@ -199,12 +199,23 @@ def test_label_annotate_patch(api: Api, kubectl: Kubectl) -> None:
         "pod",
         "web",
         "-p",
-        '{"spec":{"containers":[{"name":"main","env":[{"name":"B","value":"2"}]}]}}',
+        '{"spec":{"containers":[{"name":"main","image":"python:3.12"}]}}',
     )
     pod = api.store.get("pods", "default", "web")
     assert pod["metadata"]["labels"] == {"tier": "front"}
     assert pod["metadata"]["annotations"] == {"note": "hi"}
-    assert [e["name"] for e in pod["spec"]["containers"][0]["env"]] == ["A", "B"]
+    main = pod["spec"]["containers"][0]
+    assert (main["image"], [e["name"] for e in main["env"]]) == ("python:3.12", ["A"])
+    # as on a real cluster, other spec fields (here env) are immutable
+    refused = kubectl(
+        "patch",
+        "pod",
+        "web",
+        "-p",
+        '{"spec":{"containers":[{"name":"main","env":[{"name":"B","value":"2"}]}]}}',
+        ok=False,
+    )
+    assert "pod updates may not change fields other than" in refused
     assert "must be no more than 63" in kubectl("label", "pod", "web", "x=" + "v" * 64, ok=False)
 
 

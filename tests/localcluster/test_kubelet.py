@@ -6,7 +6,6 @@ import base64
 import os
 import secrets
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,11 @@ from zenml_oom_orchestrator.localcluster.kubelet.testing import (
 from zenml_oom_orchestrator.localcluster.store import Store
 from zenml_oom_orchestrator.localcluster.testing import pids_with, wait_for
 
-from .real_cgroups import crashed_run, nothing_left, real_backend, refuse_joins
+from .real_cgroups import crashed_run, node, nothing_left, real_backend, refuse_joins
+
+__all__ = ["node"]  # fixture
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[tuple[Store, Kubelet]]:
-    with running_node(tmp_path) as pair:
-        if not pair[1].backend.enforcing:
-            pytest.skip("no memory cgroups on this machine")
-        yield pair
 
 
 def main_status(pod: dict[str, Any]) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def resize(
         obj.clear()
         obj.update(result)
 
-    return dict(store.mutate("pods", namespace, name, fn))
+    return dict(store.mutate("pods", namespace, name, fn, subresource="resize"))
 
 
 def patch_resize(

@@ -256,8 +256,8 @@ class Scheduler:
                 return False
             obj["spec"]["nodeName"] = node
             status = obj.setdefault("status", {})
-            status["conditions"] = set_condition(
-                status.get("conditions") or [], "PodScheduled", "True"
+            status["conditions"] = _observed(
+                obj, set_condition(status.get("conditions") or [], "PodScheduled", "True")
             )
             return True
 
@@ -284,8 +284,15 @@ class Scheduler:
             if obj["metadata"]["uid"] != meta["uid"] or (obj.get("spec") or {}).get("nodeName"):
                 return False
             status = obj.setdefault("status", {})
-            status["conditions"] = set_condition(
-                status.get("conditions") or [], "PodScheduled", "False", "Unschedulable", message
+            status["conditions"] = _observed(
+                obj,
+                set_condition(
+                    status.get("conditions") or [],
+                    "PodScheduled",
+                    "False",
+                    "Unschedulable",
+                    message,
+                ),
             )
             return True
 
@@ -305,3 +312,12 @@ class Scheduler:
             COMPONENT,
             action="Scheduling",
         )
+
+
+def _observed(pod: dict[str, Any], conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """kube-scheduler 1.35 stamps PodScheduled with the pod generation it scheduled."""
+    gen = int(pod["metadata"].get("generation") or 1)
+    return [
+        {**c, "observedGeneration": gen} if c.get("type") == "PodScheduled" else c
+        for c in conditions
+    ]

@@ -21,7 +21,7 @@ from .gc import GarbageCollector, Key
 from .objects import clone, timestamp
 from .resources import RESOURCES, ResourceType, resource_type
 from .selectors import object_matcher
-from .validation import validate
+from .validation import validate, validate_pod_update
 from .watch import ADDED, DELETED, MODIFIED, Event, Watch
 
 # The errors are re-exported: the design doc names them as part of the Store API.
@@ -189,7 +189,7 @@ class Store(GarbageCollector):
                 new = clone(obj)
                 if rt.has_status:
                     new["status"] = clone(cur.get("status"))
-            result = self._commit(rt, cur, new)
+            result = self._commit(rt, cur, new, resize=False)
         return clone(result)
 
     def mutate(
@@ -215,7 +215,7 @@ class Store(GarbageCollector):
                 new["status"] = work.get("status") or {}
             else:
                 new = work
-            result = self._commit(rt, cur, new)
+            result = self._commit(rt, cur, new, resize=subresource == "resize")
         return clone(result)
 
     def watch(
@@ -336,8 +336,11 @@ class Store(GarbageCollector):
                 kind=rt.plural,
             )
 
-    def _commit(self, rt: ResourceType, cur: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        """Write `new` over `cur` keeping system metadata; skip unchanged objects."""
+    def _commit(
+        self, rt: ResourceType, cur: dict[str, Any], new: dict[str, Any], resize: bool = False
+    ) -> dict[str, Any]:
+        """Write `new` over `cur` keeping system metadata; skip unchanged objects. A pod's spec
+        changes only as the API server allows (`pods/resize` for resources; a binding)."""
         cmeta = cur["metadata"]
         meta = new.get("metadata") or {}
         new["metadata"] = meta
@@ -352,6 +355,8 @@ class Store(GarbageCollector):
                 meta.pop(field, None)
         apply_defaults(rt.plural, new)
         validate(rt, new)
+        if rt.plural == "pods" and not resize:
+            validate_pod_update(cur, new)
         if new == cur:
             return cur
         if "spec" in new and _spec_changed(cur.get("spec"), new.get("spec")):

@@ -8,7 +8,7 @@ from fractions import Fraction
 from typing import Any
 
 from .errors import Invalid
-from .resources import ResourceType
+from .resources import ResourceType, resource_type
 from .selectors import valid_label_key, valid_label_value
 
 _SUBDOMAIN_RE = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -250,3 +250,50 @@ def validate(rt: ResourceType, obj: Mapping[str, Any]) -> None:
             if v is not None and (not isinstance(v, int) or v < 0):
                 errs.invalid(f"spec.{key}", v, "must be greater than or equal to 0")
     errs.raise_if_any(rt, str(meta.get("name") or meta.get("generateName") or ""))
+
+
+POD_UPDATE_FORBIDDEN = (
+    "pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only "
+    "additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be "
+    "set to 1 if it was previously negative)"
+)
+
+
+def _spec_without_mutable(spec: Any) -> dict[str, Any]:
+    out = dict(spec) if isinstance(spec, Mapping) else {}
+    for key in ("activeDeadlineSeconds", "terminationGracePeriodSeconds", "tolerations"):
+        out.pop(key, None)
+    for group in ("containers", "initContainers"):
+        if out.get(group):
+            out[group] = [
+                {k: v for k, v in c.items() if k != "image"} if isinstance(c, Mapping) else c
+                for c in out[group]
+            ]
+    return out
+
+
+def validate_pod_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """A pod's spec is immutable but for images, deadlines, tolerations added and its binding
+    (`nodeName` set once); resources change only through `pods/resize` (kube-apiserver 1.35's
+    refusal, without its field diff)."""
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if old_spec == new_spec:
+        return
+    before, after = _spec_without_mutable(old_spec), _spec_without_mutable(new_spec)
+    if not before.get("nodeName"):
+        before.pop("nodeName", None)
+        after.pop("nodeName", None)
+    old_tolerations = old_spec.get("tolerations") or []
+    added_only = all(t in (new_spec.get("tolerations") or []) for t in old_tolerations)
+    if before == after and added_only:
+        return
+    errs = _Errors()
+    errs.causes.append(
+        {
+            "reason": "FieldValueForbidden",
+            "message": f"Forbidden: {POD_UPDATE_FORBIDDEN}",
+            "field": "spec",
+        }
+    )
+    errs.raise_if_any(resource_type("pods"), str((new.get("metadata") or {}).get("name") or ""))

@@ -137,7 +137,7 @@ class PodWorker(StatusWriter):
                 self._begin_deletion()
             resize.sync_resize(self)
         elif kind == RESIZE_RETRY:
-            resize.sync_resize(self)
+            resize.sync_resize(self, retry=True)
         elif kind == _CALL:
             try:
                 msg[2].put((True, msg[1]()))

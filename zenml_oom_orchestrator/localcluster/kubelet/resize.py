@@ -133,9 +133,10 @@ def _condition(
     return cond
 
 
-def sync_resize(worker: Any) -> None:
+def sync_resize(worker: Any, retry: bool = False) -> None:
     """Admit, defer or refuse what the pod's spec now asks for; apply an admitted resize to
-    the running containers' cgroups. The worker writes the status after this returns."""
+    the running containers' cgroups. The worker writes the status after this returns. A
+    pending verdict that did not change is rewritten only on a `retry` (its lastProbeTime)."""
     if worker._kill_at is not None or worker._override is not None:
         return
     if worker.computed_phase() in TERMINAL_PHASES:
@@ -152,7 +153,10 @@ def sync_resize(worker: Any) -> None:
     k = worker.kubelet
     if verdict is not None:
         reason, message = verdict
-        worker.resize_conditions = [_condition(PENDING, gen, old.get(PENDING), reason, message)]
+        before = old.get(PENDING) or {}
+        same = (before.get("reason"), before.get("message"), before.get("observedGeneration"))
+        if retry or same != (reason, message, gen):
+            worker.resize_conditions = [_condition(PENDING, gen, before or None, reason, message)]
         if worker.resize_event != (reason, gen):
             worker.resize_event = (reason, gen)
             text = _event_message(wanted, gen, message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,16 @@ class ContainerRecord:
                 body["allocatedResources"] = dict(self.allocated["requests"])
             if self.actual:
                 body["resources"] = {k: dict(v) for k, v in self.actual.items() if v}
+            body["user"] = process_user()
         return body
+
+
+def process_user() -> dict[str, Any]:
+    """`containerStatuses[].user` (kubelet 1.35): who the container's process runs as; here
+    the kubelet's own user, as its processes are the containers."""
+    gid = os.getgid()
+    groups = sorted({gid, *os.getgroups()})
+    return {"linux": {"uid": os.getuid(), "gid": gid, "supplementalGroups": groups}}
 
 
 def pod_phase(restart_policy: str, init: list[ContainerRecord], main: list[ContainerRecord]) -> str:
