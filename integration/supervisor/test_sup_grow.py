@@ -100,8 +100,14 @@ def test_a_step_allocating_everything_at_once_still_takes_the_oom_path(
         OutcomeKind.OOM_KILLED,
         OutcomeKind.SUCCEEDED,
     ]
-    assert [a.memory_limit // MI for a in attempts] == [512, 1536]
     assert [a.budget for a in attempts] == [None, "oom"]
+    first, retry = attempts
+    # Faster than the probe's second: no growth, or one the kill overtook. Rarely (a loaded
+    # machine, the local cluster's instant resize) a growth lands just as the kernel kills:
+    # then the attempt had that memory, and the retry escalates from it.
+    landed = [g for g in first.growths if g.grew]
+    assert first.memory_limit == (landed[-1].to_limit if landed else 512 * MI)
+    assert retry.memory_limit == first.memory_limit * 3
 
 
 def test_a_supervisor_killed_between_growths_keeps_them_on_restart(

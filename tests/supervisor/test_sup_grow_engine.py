@@ -115,3 +115,22 @@ def test_an_infeasible_growth_falls_back_to_the_oom_retry() -> None:
     ]
     assert first.memory_limit == 512 * MI  # what was in force when it was killed
     assert h.pod("a", 2)["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_a_resize_in_flight_when_the_kernel_kills_is_overtaken_and_the_retry_escalates() -> None:
+    h = Harness(step("a", policy={"initial_memory": "512Mi"}), server=(1, 35))
+    h.settle()
+    pod = h.pod("a", 1)
+    ready(pod, True, 512)
+    h.settle()
+    ready(pod, False, 512)
+    h.settle()
+    assert len(h.resize_api.resized) == 1
+    terminated(pod, "OOMKilled", 137)
+    # The resize reached the dead container's cgroup: the status says 1Gi; the kill came first.
+    pod["status"]["containerStatuses"][0]["resources"] = {"limits": {"memory": "1Gi"}}
+    h.settle()
+    first = h.engine.states["a"].attempts[0]
+    assert [(g.outcome, g.to_limit // MI) for g in first.growths] == [("overtaken", 1024)]
+    assert first.memory_limit == 512 * MI
+    assert h.pod("a", 2)["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"

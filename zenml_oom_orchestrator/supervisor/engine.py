@@ -322,7 +322,7 @@ class Engine:
     def finish_attempt(
         self, st: StepState, pod: dict[str, Any], outcome: Outcome, gone: bool
     ) -> None:
-        self.grower.settle(st, pod)
+        self.grower.settle(st, pod, killed=outcome.kind is OutcomeKind.OOM_KILLED)
         finish.finish_attempt(self, st, pod, outcome, gone)
 
     def finish_step(self, st: StepState, status: StepStatus, message: str) -> None:

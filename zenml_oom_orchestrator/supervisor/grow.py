@@ -189,8 +189,11 @@ class Grower:
             return
         self._ask(st, pod)
 
-    def settle(self, st: StepState, pod: dict[str, Any]) -> None:
-        """The attempt ended: a resize still in flight came into force or was overtaken."""
+    def settle(self, st: StepState, pod: dict[str, Any], killed: bool = False) -> None:
+        """The attempt ended: a resize still in flight came into force or was overtaken.
+        `killed` (an OOM kill): overtaken whatever the status says, as the kill may have come
+        first and the resize applied to a dead container; the retry then grows from the
+        memory the attempt surely had, not 3x past it."""
         if st.current_pod is None:
             return
         self._ready_seen.discard(st.current_pod)
@@ -201,7 +204,9 @@ class Grower:
         status = main_status(pod, st.spec.main_container) or {}
         applied = in_force_memory(status)[1]
         pending = resize_pending(pod) or ("", "")
-        if applied is not None and applied >= asked.target.limit:
+        if killed:
+            self._record(st, pod, "overtaken", "OOM-killed before it came into force", False)
+        elif applied is not None and applied >= asked.target.limit:
             self._record(st, pod, "in_force", "", persist=False)
         elif pending[0] in _PENDING_OUTCOME:  # e.g. the kubelet deferred it until the end
             self._record(st, pod, _PENDING_OUTCOME[pending[0]], pending[1], persist=False)
