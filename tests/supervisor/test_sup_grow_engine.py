@@ -85,7 +85,8 @@ def test_not_ready_grows_twice_in_place_then_succeeds_in_one_attempt() -> None:
     assert [e[1] for e in h.cluster.events].count("MemoryGrown") == 2
 
 
-def test_an_infeasible_growth_falls_back_to_the_oom_retry() -> None:
+def crossed_at_512mi() -> tuple[Harness, dict[str, Any]]:
+    """A step at 512Mi whose probe passed, then failed: the supervisor has asked to grow it."""
     h = Harness(step("a", policy={"initial_memory": "512Mi"}), server=(1, 35))
     h.settle()
     pod = h.pod("a", 1)
@@ -93,6 +94,11 @@ def test_an_infeasible_growth_falls_back_to_the_oom_retry() -> None:
     h.settle()
     ready(pod, False, 512)
     h.settle()
+    return h, pod
+
+
+def test_an_infeasible_growth_falls_back_to_the_oom_retry() -> None:
+    h, pod = crossed_at_512mi()
     pod["status"]["conditions"] = [
         {
             "type": "PodResizePending",
@@ -118,13 +124,7 @@ def test_an_infeasible_growth_falls_back_to_the_oom_retry() -> None:
 
 
 def test_a_resize_in_flight_when_the_kernel_kills_is_overtaken_and_the_retry_escalates() -> None:
-    h = Harness(step("a", policy={"initial_memory": "512Mi"}), server=(1, 35))
-    h.settle()
-    pod = h.pod("a", 1)
-    ready(pod, True, 512)
-    h.settle()
-    ready(pod, False, 512)
-    h.settle()
+    h, pod = crossed_at_512mi()
     assert len(h.resize_api.resized) == 1
     terminated(pod, "OOMKilled", 137)
     # The resize reached the dead container's cgroup: the status says 1Gi; the kill came first.
