@@ -23,6 +23,8 @@ Sizes come from the environment, so tests and small machines can scale them:
 - ``OOM_DEMO_PIPELINE``: the pipeline's name (default ``oom_demo``). A run starts each step at
   the memory it succeeded with in the last runs of the same pipeline (``learn_start_memory``),
   so the second run of ``oom_demo`` has no OOM kill;
+- ``OOM_DEMO_GROW_IN_PLACE``: ``true`` to let a running step grow in place (default ``false``:
+  the demo shows kills and retries);
 - ``ZENML_OOM_RUN_CONFIG``: a ZenML run config YAML, e.g. the step image (see
   ``integration/minikube/run-demo.sh``).
 """
@@ -41,6 +43,9 @@ START = os.environ.get("OOM_DEMO_START", "512Mi")
 CAP = os.environ.get("OOM_DEMO_CAP", "4Gi")
 HOLD_SECONDS = float(os.environ.get("OOM_DEMO_HOLD_SECONDS", "2"))
 PIPELINE_NAME = os.environ.get("OOM_DEMO_PIPELINE", "oom_demo")
+# The demo shows the kill-and-retry path, so growing a running step in place is off unless
+# this says "true" (with it on, a step that thrashes at its limit may be grown instead).
+GROW_IN_PLACE = os.environ.get("OOM_DEMO_GROW_IN_PLACE", "false")
 
 
 @step
@@ -60,7 +65,9 @@ def evaluate() -> str:
     enable_cache=False,
     # The pipeline-wide policy: every step starts at START and may grow to CAP.
     settings={
-        "orchestrator": OOMKubernetesOrchestratorSettings(initial_memory=START, max_memory=CAP)
+        "orchestrator": OOMKubernetesOrchestratorSettings(
+            initial_memory=START, max_memory=CAP, grow_in_place=GROW_IN_PLACE
+        )
     },
 )
 def oom_demo() -> None:

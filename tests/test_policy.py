@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
@@ -339,3 +340,55 @@ def test_learning_is_on_by_default_and_reads_cli_strings() -> None:
     # `zenml orchestrator register --learn_start_memory=False` passes a string.
     assert OOMPolicy(learn_start_memory="False").learn_start_memory is False  # type: ignore[arg-type]
     assert OOMPolicy(learn_start_memory="true").learn_start_memory is True  # type: ignore[arg-type]
+
+
+def test_growing_in_place_is_on_by_default_and_validated() -> None:
+    policy = OOMPolicy()
+    assert policy.grow_in_place and policy.grow_at_fraction == 0.8
+    assert policy.max_growths_per_attempt == 4
+    assert OOMPolicy(grow_in_place="off").grow_in_place is False  # type: ignore[arg-type]
+    for kwargs, text in [
+        ({"grow_at_fraction": 0.99}, "grow_at_fraction=0.99 is outside 0.5 to 0.95"),
+        ({"grow_at_fraction": float("nan")}, "set grow_in_place=False"),
+        ({"max_growths_per_attempt": -1}, "max_growths_per_attempt=-1 is negative"),
+        ({"grow_in_place": "maybe"}, "grow_in_place='maybe' is not true or false"),
+        ({"grow_at_fractoin": 0.7}, "did you mean 'grow_at_fraction'"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(text)):
+            OOMPolicy(**kwargs)
+
+
+def test_growth_target_uses_the_oom_arithmetic_and_the_ceiling() -> None:
+    from zenml_oom_orchestrator.policy import Memory, growth_target
+
+    policy = OOMPolicy(memory_multiplier=1.5, memory_increment="256Mi", max_memory="2Gi")
+    start = Memory(512 * MI, 512 * MI)
+    first = growth_target(start, policy, None)
+    assert first is not None and (first.request, first.limit) == (768 * MI, 768 * MI)
+    assert growth_target(Memory(1800 * MI, 1800 * MI), policy, None) == Memory(
+        2048 * MI, 2048 * MI, "in-place growth"
+    )
+    assert growth_target(Memory(2048 * MI, 2048 * MI), policy, None) is None  # at max_memory
+    assert growth_target(start, policy, 600 * MI) == Memory(600 * MI, 600 * MI, "in-place growth")
+    assert growth_target(start, policy, 512 * MI) is None  # the largest node is the ceiling
+    ratio = OOMPolicy(keep_request_ratio=True)
+    half = growth_target(Memory(256 * MI, 512 * MI), ratio, None)
+    assert half is not None and (half.request, half.limit) == (512 * MI, 1024 * MI)
+
+
+def test_growths_round_trip_and_stop_after_one_not_in_force() -> None:
+    from zenml_oom_orchestrator.policy import AttemptRecord, Growth, may_grow
+
+    ok = Growth(1.0, 512 * MI, 512 * MI, 1024 * MI, 1024 * MI, "in_force", 0.8)
+    late = Growth(2.0, 1024 * MI, 1024 * MI, 2048 * MI, 2048 * MI, "deferred", 10.0, "Node")
+    record = AttemptRecord(1, 1024 * MI, 1024 * MI, growths=(ok, late))
+    assert AttemptRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    assert (
+        AttemptRecord.from_dict({"number": 1, "memory_request": 1, "memory_limit": 1}).growths == ()
+    )
+    policy = OOMPolicy(max_growths_per_attempt=2)
+    assert may_grow(policy, ()) and may_grow(policy, (ok,))
+    assert not may_grow(policy, (ok, ok)) and not may_grow(policy, (late,))
+    assert not may_grow(OOMPolicy(grow_in_place=False), ())
+    assert ok.describe() == "512Mi -> 1Gi: in force in 0.8 s"
+    assert late.describe() == "1Gi -> 2Gi: deferred in 10.0 s (Node)"

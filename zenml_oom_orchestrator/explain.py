@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .orchestrators.attempt_table import growth_text
 from .quantity import QuantityError, format_memory, memory_bytes
 
 SETTINGS = "OOMKubernetesOrchestratorSettings"
@@ -143,6 +144,17 @@ def explain_step(facts: StepFacts, run_status: str | None = None) -> str:
     ``run_status`` "stopped" means someone stopped the run: nothing upstream needs fixing.
     """
     text = _explain_step(facts, run_status)
+    grown = [row for row in facts.history if row.get("growths")]
+    for row in grown:
+        kept = sum(1 for g in row["growths"] if g.get("outcome") == "in_force")
+        text += (
+            f"\nAttempt {row.get('attempt')} was grown in place {kept} "
+            f"{'time' if kept == 1 else 'times'} while it ran, keeping its work: "
+            + growth_text(row["growths"])
+            + "."
+        )
+    if grown:
+        text += " (grow_in_place, grow_at_fraction and max_growths_per_attempt set this.)"
     learned = learned_from(facts.history)
     if learned:
         first = facts.history[0].get("memory_limit")
@@ -213,7 +225,10 @@ def explain_run(
     interesting = [
         s
         for s in steps
-        if s.status not in ("completed", "cached") or len(s.history) > 1 or learned_from(s.history)
+        if s.status not in ("completed", "cached")
+        or len(s.history) > 1
+        or learned_from(s.history)
+        or any(row.get("growths") for row in s.history)
     ]
     interesting.sort(key=lambda s: order.get(s.status, 3))
     head = f"Run `{run_name}` is {run_status}."

@@ -49,6 +49,12 @@ ROLE_RULES: tuple[Rule, ...] = (
         "annotation (patch), delete in-flight attempts on stop and expired ones; get its own "
         "pod to find its Job and owner",
     ),
+    Rule(
+        "",
+        "pods/resize",
+        ("patch",),
+        "grow a running attempt's memory request and limit in place (grow_in_place)",
+    ),
     Rule("", "events", ("create", "list"), "decision Events; the classifier reads a pod's Events"),
     Rule("batch", "jobs", ("get", "patch"), "its own Job: read and write the run-id annotations"),
     Rule("", "secrets", ("delete",), "delete the run's ZenML token Secret when the run ends"),

@@ -15,7 +15,14 @@ from zenml_oom_orchestrator.supervisor.testing import NEEDS, sim, start_supervis
 __all__ = ["NEEDS", "sim", "start_supervisor"]
 
 MI = 2**20
-POLICY = {"initial_memory": "256Mi", "memory_multiplier": 2, "max_oom_retries": 2}
+# The kill-and-retry path: growing in place (test_sup_grow.py) is off, or a burst that thrashes
+# at its limit for a second could be grown instead of killed.
+POLICY = {
+    "initial_memory": "256Mi",
+    "memory_multiplier": 2,
+    "max_oom_retries": 2,
+    "grow_in_place": False,
+}
 
 
 def step(name: str, template: dict[str, Any], *upstream: str, **policy: Any) -> dict[str, Any]:

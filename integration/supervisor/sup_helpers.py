@@ -73,6 +73,9 @@ class Recorder(BaseObserver):
     def on_attempt_finished(self, step: str, attempt: Any, decision: Any) -> None:
         self._add("finished", step, attempt, decision)
 
+    def on_attempt_grown(self, step: str, attempt: Any, growth: Any) -> None:
+        self._add("grown", step, attempt, growth)
+
     def on_step_finished(self, step: str, result: StepResult) -> None:
         self._add("step", step, result)
 

@@ -18,7 +18,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.local_only("counts the requests the local API server served"),
 ]
-ESCALATE = OOMPolicy(initial_memory="256Mi", memory_multiplier=2)
+ESCALATE = OOMPolicy(initial_memory="256Mi", memory_multiplier=2, grow_in_place=False)
 READS = {"get", "list", "watch"}
 
 

@@ -25,12 +25,14 @@ from zenml_oom_orchestrator.supervisor import RunSpec, RunStatus, StepSpec, Step
 from zenml_oom_orchestrator.supervisor.state import AttemptResult
 
 pytestmark = pytest.mark.cluster
+# The kill-and-retry path: growing in place (test_sup_grow.py) is off where a test counts
+# kills, or a burst that thrashes at its limit for a second could be grown instead of killed.
 
 
 def test_oom_escalates_256_512_1gi_and_succeeds_on_attempt_3(
     k8s_api_client: Any, cluster_namespace: str
 ) -> None:
-    policy = OOMPolicy(initial_memory="256Mi", memory_multiplier=2)
+    policy = OOMPolicy(initial_memory="256Mi", memory_multiplier=2, grow_in_place=False)
     spec = one_step("esc-ok", cluster_namespace, "train", alloc_code(600), policy)
     rec = Recorder()
     result = run(k8s_api_client, spec, rec)
@@ -85,6 +87,7 @@ def test_over_the_cap_fails_after_exactly_the_configured_attempts(
     k8s_api_client: Any, cluster_namespace: str
 ) -> None:
     policy = OOMPolicy(
+        grow_in_place=False,
         initial_memory="128Mi",
         memory_multiplier=2,
         memory_increment="0",

@@ -24,7 +24,14 @@ from zenml_oom_orchestrator.supervisor import naming
 from zenml_oom_orchestrator.supervisor.testing import sim, start_supervisor
 
 pytestmark = pytest.mark.cluster
-CAP = {"initial_memory": "256Mi", "memory_multiplier": 2, "max_oom_retries": 2}
+# The kill-and-retry path: growing in place (test_sup_grow.py) is off, or a burst that thrashes
+# at its limit for a second could be grown instead of killed.
+CAP = {
+    "initial_memory": "256Mi",
+    "memory_multiplier": 2,
+    "max_oom_retries": 2,
+    "grow_in_place": False,
+}
 
 
 def _spec(run_id: str, namespace: str) -> dict[str, Any]:

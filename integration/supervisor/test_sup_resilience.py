@@ -29,7 +29,9 @@ from zenml_oom_orchestrator.supervisor.manifests import build_attempt_pod
 from zenml_oom_orchestrator.supervisor.testing import start_supervisor
 
 pytestmark = pytest.mark.cluster
-ESCALATE = OOMPolicy(initial_memory="256Mi", memory_multiplier=2)
+# The kill-and-retry path: growing in place (test_sup_grow.py) is off, or a burst that thrashes
+# at its limit for a second could be grown instead of killed.
+ESCALATE = OOMPolicy(initial_memory="256Mi", memory_multiplier=2, grow_in_place=False)
 
 
 @pytest.mark.local_only("injects faults into the local API server")
@@ -211,7 +213,7 @@ def test_attempt_lost_while_no_supervisor_runs_is_judged_on_restart(
             StepSpec(
                 name="s",
                 pod_template=template(code),
-                policy=OOMPolicy(initial_memory="96Mi", max_oom_retries=0),
+                policy=OOMPolicy(initial_memory="96Mi", max_oom_retries=0, grow_in_place=False),
             )
         ],
     )

@@ -89,15 +89,22 @@ def flavor_registered(zenml_server: LocalZenServer) -> str:
 @pytest.fixture(scope="session")
 def oom_stack(flavor_registered: str, cluster_kind: str, request: pytest.FixtureRequest) -> str:
     """Local: the stack `zenml-oom local-stack` registers (the product's own code). Real: the
-    flavor on the real tier, its orchestrator pod as rbac.py's ServiceAccount."""
+    flavor on the real tier, its orchestrator pod as rbac.py's ServiceAccount. Growing in place
+    is off on the component: these tests count OOM kills, and a burst that thrashes at its
+    limit for a second could be grown instead. test_grow_in_place.py turns it on per run."""
     if cluster_kind == "real":
         config = _real_stack_config(request)
         stack.register_stack(
-            OOM_STACK, "oom-k8s", "oom_kubernetes", service_account_name=rbac.NAME, **config
+            OOM_STACK,
+            "oom-k8s",
+            "oom_kubernetes",
+            service_account_name=rbac.NAME,
+            grow_in_place=False,
+            **config,
         )
     else:
         request.getfixturevalue("small_cluster")
-        stack.register_local_stack(OOM_STACK)
+        stack.register_local_stack(OOM_STACK, grow_in_place=False)
     return OOM_STACK
 
 

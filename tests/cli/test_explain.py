@@ -143,3 +143,34 @@ def test_a_learned_start_is_explained_with_its_run_and_how_to_turn_it_off() -> N
         [facts, StepFacts("ok", "completed", [row(1, "1Gi", "succeeded", exit_code=0)])],
     )
     assert "`train_2`" in whole and "`ok`" not in whole
+
+
+def test_growths_in_place_are_in_the_row_the_table_and_explain() -> None:
+    from zenml_oom_orchestrator.orchestrators.attempt_table import format_attempt_table
+    from zenml_oom_orchestrator.orchestrators.zenml_observer import attempt_row
+    from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
+    from zenml_oom_orchestrator.policy import AttemptRecord, Growth
+
+    mi = 2**20
+    grew = Growth(10.0, 512 * mi, 512 * mi, 1024 * mi, 1024 * mi, "in_force", 0.9)
+    stuck = Growth(20.0, 1024 * mi, 1024 * mi, 2048 * mi, 2048 * mi, "infeasible", 0.2, "Node")
+    record = AttemptRecord(
+        1, 1024 * mi, 1024 * mi, Outcome(OutcomeKind.SUCCEEDED), growths=(grew, stuck)
+    )
+    stored = attempt_row(record, None)
+    assert stored["memory_limit"] == "1Gi"
+    assert [(g["from"], g["to"], g["outcome"]) for g in stored["growths"]] == [
+        ("512Mi", "1Gi", "in_force"),
+        ("1Gi", "2Gi", "infeasible"),
+    ]
+    assert "growths" not in attempt_row(AttemptRecord(1, mi, mi), None)
+    table = format_attempt_table({"train": [stored]}, {"train": "completed"})
+    assert table.splitlines()[-1] == (
+        "train attempt 1 grew in place: 512Mi -> 1Gi (in force, 0.9 s), "
+        "1Gi -> 2Gi (infeasible, 0.2 s: Node)"
+    )
+    text = explain_run("r", "completed", [StepFacts("train", "completed", [stored])])
+    assert "completed on attempt 1 with 1Gi" in text
+    assert (
+        "Attempt 1 was grown in place 1 time while it ran, keeping its work: 512Mi -> 1Gi" in text
+    )

@@ -178,9 +178,30 @@ class Recorder(BaseObserver):
         self.calls.append(("step", step, result.status.value))
 
 
+class FakeResizeApi:
+    """Stands in for an API server's /version and pods/resize (grow.py's seam): an old server
+    (before 1.33, which a test here cannot run) by default; `resized` keeps every patch."""
+
+    def __init__(self, version: tuple[int, int] = (1, 32)) -> None:
+        self.server = version
+        self.resized: list[tuple[str, str, int, int]] = []
+
+    def version(self) -> tuple[int, int] | None:
+        return self.server
+
+    def resize(self, pod: str, container: str, request: int, limit: int) -> dict[str, Any]:
+        self.resized.append((pod, container, request, limit))
+        return {}
+
+
 class Harness:
     def __init__(
-        self, *steps: StepSpec, cluster: FakeCluster | None = None, observer: Any = None, **run: Any
+        self,
+        *steps: StepSpec,
+        cluster: FakeCluster | None = None,
+        observer: Any = None,
+        server: tuple[int, int] = (1, 32),
+        **run: Any,
     ) -> None:
         self.spec = RunSpec(run_id=run.pop("run_id", "r1"), steps=list(steps), **run)
         self.cluster = cluster or FakeCluster()
@@ -188,6 +209,8 @@ class Harness:
         self.queue = WorkQueue()
         self.observer = observer or Recorder()
         self.engine = Engine(self.spec, self.cluster, self.informer, self.queue, self.observer)  # type: ignore[arg-type]
+        self.resize_api = FakeResizeApi(server)
+        self.engine.grower.api = self.resize_api  # type: ignore[assignment]
 
     def resume(self) -> int:
         return resume(self.engine, self.informer.items())

@@ -111,6 +111,11 @@ class OOMKubernetesOrchestratorSettings(KubernetesOrchestratorSettings):
         default=None, description=_describe("learn_start_memory")
     )
     learning_window: int | None = Field(default=None, description=_describe("learning_window"))
+    grow_in_place: bool | None = Field(default=None, description=_describe("grow_in_place"))
+    grow_at_fraction: float | None = Field(default=None, description=_describe("grow_at_fraction"))
+    max_growths_per_attempt: int | None = Field(
+        default=None, description=_describe("max_growths_per_attempt")
+    )
 
     @model_validator(mode="before")
     @classmethod

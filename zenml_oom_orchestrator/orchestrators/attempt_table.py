@@ -9,7 +9,12 @@ one is printed under the table). The orchestrator pod stores the rows of a step 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from zenml_oom_orchestrator.quantity import format_memory
+
+if TYPE_CHECKING:
+    from zenml_oom_orchestrator.policy import Growth
 
 COLUMNS = ("step", "attempt", "request", "limit", "outcome", "exit", "duration", "message")
 MESSAGE_WIDTH = 70
@@ -66,7 +71,43 @@ def format_attempt_table(
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines + learned_start_lines(histories))
+    return "\n".join(lines + learned_start_lines(histories) + growth_lines(histories))
+
+
+def growth_row(growth: Growth) -> dict[str, Any]:
+    """One in-place growth as stored in an attempt row's ``growths`` (plain JSON)."""
+    return {
+        "at": growth.at,
+        "from": format_memory(growth.from_limit),
+        "to": format_memory(growth.to_limit),
+        "outcome": growth.outcome,
+        "seconds": growth.seconds,
+        "message": growth.message or None,
+    }
+
+
+def growth_text(growths: Sequence[Mapping[str, Any]]) -> str:
+    """``512Mi -> 1Gi (in force, 0.8 s), 1Gi -> 2Gi (infeasible: ...)``."""
+    parts = []
+    for g in growths:
+        outcome = str(g.get("outcome", "?")).replace("_", " ")
+        took = f", {float(g['seconds']):.1f} s" if g.get("seconds") is not None else ""
+        why = f": {g['message']}" if g.get("message") and g.get("outcome") != "in_force" else ""
+        parts.append(f"{g.get('from')} -> {g.get('to')} ({outcome}{took}{why})")
+    return ", ".join(parts)
+
+
+def growth_lines(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """One line per attempt that grew in place (or tried to) while it ran."""
+    lines = []
+    for step, attempts in histories.items():
+        for row in attempts:
+            if row.get("growths"):
+                lines.append(
+                    f"{step} attempt {row.get('attempt')} grew in place: "
+                    + growth_text(row["growths"])
+                )
+    return lines
 
 
 def learned_start_lines(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:

@@ -15,7 +15,7 @@ from zenml.enums import ExecutionStatus
 from zenml.models import PipelineRunResponse, StepRunResponse
 from zenml.orchestrators.step_run_utils import StepRunRequestFactory, publish_cached_step_run
 
-from zenml_oom_orchestrator.orchestrators.attempt_table import format_attempt_table
+from zenml_oom_orchestrator.orchestrators.attempt_table import format_attempt_table, growth_row
 from zenml_oom_orchestrator.orchestrators.run_history import step_code_hash
 from zenml_oom_orchestrator.orchestrators.store_sync import (
     ATTEMPT_KEY,
@@ -44,6 +44,15 @@ def attempt_row(record: AttemptRecord, decision: Decision | None) -> dict[str, A
     duration = None
     if record.started_at is not None and record.finished_at is not None:
         duration = round(record.finished_at - record.started_at, 1)
+    row = _attempt_facts(record, decision, outcome, duration)
+    if record.growths:  # grown in place while it ran (issue 12); the limit above is the last
+        row["growths"] = [growth_row(g) for g in record.growths]
+    return row
+
+
+def _attempt_facts(
+    record: AttemptRecord, decision: Decision | None, outcome: Any, duration: float | None
+) -> dict[str, Any]:
     return {
         "attempt": record.number,
         "memory_request": format_memory(record.memory_request),

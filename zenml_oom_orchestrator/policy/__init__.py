@@ -7,6 +7,7 @@ Small composable pieces, one idea per module, in the manner of tenacity:
 
 from .attempts import AttemptRecord, Budget, retries_used
 from .decide import AppRetryConfig, Decision, GiveUp, Retry, decide
+from .growth import Growth, growth_target, may_grow
 from .memory import (
     Memory,
     PolicyError,
@@ -26,6 +27,7 @@ __all__ = [
     "Budget",
     "Decision",
     "GiveUp",
+    "Growth",
     "Memory",
     "OOMPolicy",
     "PolicyError",
@@ -35,6 +37,8 @@ __all__ = [
     "escalate_after_eviction",
     "escalate_after_oom",
     "grow",
+    "growth_target",
+    "may_grow",
     "retries_used",
     "start_memory",
     "wait_base",

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from ..outcome import Outcome
+from .growth import Growth
 from .memory import Memory
 
 __all__ = ["AttemptRecord", "Budget", "retries_used"]
@@ -30,6 +31,8 @@ class AttemptRecord:
     node: str | None = None
     message: str = ""
     memory_source: str = ""  # where the first attempt's memory came from (policy or learned)
+    # In-place growths while it ran; memory_request/limit are what was in force at the end.
+    growths: tuple[Growth, ...] = ()
 
     def __post_init__(self) -> None:
         if self.number < 1:
@@ -49,6 +52,7 @@ class AttemptRecord:
         """A JSON-ready dict."""
         data = asdict(self)
         data["outcome"] = self.outcome.to_dict() if self.outcome else None
+        data["growths"] = [g.to_dict() for g in self.growths]
         return data
 
     @classmethod
@@ -57,6 +61,7 @@ class AttemptRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if known.get("outcome") is not None:
             known["outcome"] = Outcome.from_dict(known["outcome"])
+        known["growths"] = tuple(Growth.from_dict(g) for g in known.get("growths") or ())
         return cls(**known)
 
 

@@ -27,6 +27,15 @@ SigkillMeaning = Literal["infrastructure", "oom", "app_error"]
 # How many past runs learning may look at: each is read once per run, so this bounds the cost.
 MAX_LEARNING_WINDOW = 100
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+# Below half, a step grows long before it needs to; above 0.95, a fast step is killed before
+# the probe (once a second) and the resize can act.
+MIN_GROW_FRACTION, MAX_GROW_FRACTION = 0.5, 0.95
+_FLAG_HINT = {
+    "learn_start_memory": "use False to always start at the policy's start, True (the default) "
+    "to start where the last runs succeeded",
+    "grow_in_place": "use False to only retry after an OOM kill, True (the default) to grow a "
+    "running step's memory in place where the cluster supports it",
+}
 
 
 class OOMPolicy(BaseModel):
@@ -101,6 +110,25 @@ class OOMPolicy(BaseModel):
         f"looks at for the step's last success (1 to {MAX_LEARNING_WINDOW}).",
     )
 
+    grow_in_place: bool = Field(
+        default=True,
+        description="Grow a running attempt's memory request and limit in place (Kubernetes "
+        "pods/resize, 1.33+) when it nears its limit, by the same arithmetic as an OOM retry, "
+        "so the step keeps its work instead of being killed and retried. Ignored (kill and "
+        "retry as before) on clusters without in-place resize.",
+    )
+    grow_at_fraction: float = Field(
+        default=0.8,
+        description="Grow in place when the step's working set (usage minus inactive file "
+        "cache, as the kubelet counts it) passes this fraction of its current limit "
+        "(0.5 to 0.95).",
+    )
+    max_growths_per_attempt: int = Field(
+        default=4,
+        description="How many in-place growths one attempt may have; after that, an OOM kill "
+        "retries it with more memory as usual. 0 disables growing in place.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
@@ -117,7 +145,7 @@ class OOMPolicy(BaseModel):
                     )
         return data
 
-    @field_validator("max_oom_retries", "max_infrastructure_retries")
+    @field_validator("max_oom_retries", "max_infrastructure_retries", "max_growths_per_attempt")
     @classmethod
     def _budget(cls, value: int, info: ValidationInfo) -> int:
         if value < 0:
@@ -127,17 +155,27 @@ class OOMPolicy(BaseModel):
             )
         return value
 
-    @field_validator("learn_start_memory", mode="before")
+    @field_validator("learn_start_memory", "grow_in_place", mode="before")
     @classmethod
-    def _flag(cls, value: Any) -> Any:
+    def _flag(cls, value: Any, info: ValidationInfo) -> Any:
         # pydantic's own message would not name the field where the flavor reports it.
         text = str(value).strip().lower()
         if isinstance(value, bool) or text in _TRUE | _FALSE:
             return value if isinstance(value, bool) else text in _TRUE
         raise ValueError(
-            f"learn_start_memory={value!r} is not true or false; use False to always start at "
-            "the policy's start, True (the default) to start where the last runs succeeded"
+            f"{info.field_name}={value!r} is not true or false; " + _FLAG_HINT[str(info.field_name)]
         )
+
+    @field_validator("grow_at_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not MIN_GROW_FRACTION <= value <= MAX_GROW_FRACTION:
+            raise ValueError(
+                f"grow_at_fraction={value!r} is outside {MIN_GROW_FRACTION} to "
+                f"{MAX_GROW_FRACTION}; give the share of the limit at which to grow, e.g. 0.8 "
+                "(to stop growing in place, set grow_in_place=False)"
+            )
+        return value
 
     @field_validator("learning_window")
     @classmethod

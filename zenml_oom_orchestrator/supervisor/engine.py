@@ -24,6 +24,7 @@ from zenml_oom_orchestrator.policy import (
 )
 from zenml_oom_orchestrator.supervisor import finish, manifests, naming
 from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
+from zenml_oom_orchestrator.supervisor.grow import Grower
 from zenml_oom_orchestrator.supervisor.informer import PodInformer
 from zenml_oom_orchestrator.supervisor.observer import BaseObserver, Observer
 from zenml_oom_orchestrator.supervisor.pending import (
@@ -80,6 +81,7 @@ class Engine:
         self.stop_requested = False
         self.started_at = clock()
         self._room: tuple[float, tuple[int, int] | None] | None = None
+        self.grower = Grower(self)  # in-place growth of running attempts (grow.py)
 
     # -- helpers ------------------------------------------------------------------------------
     def hook(self, name: str, *args: Any) -> Any:
@@ -221,6 +223,7 @@ class Engine:
             owner=self.spec.owner,
             started_at=started,
         )
+        self.grower.prepare(st, manifest)
         try:
             pod, adopted = self.cluster.create_pod(manifest)
         except ApiException as exc:
@@ -283,6 +286,7 @@ class Engine:
             return
         if outcome.kind is OutcomeKind.RUNNING:
             st.status, st.message = StepStatus.RUNNING, f"attempt {st.current.number} running"
+            self.grower.on_running(st, pod)
             return
         if outcome.kind is OutcomeKind.UNSCHEDULABLE:
             outcome = explain_unschedulable(
@@ -318,6 +322,7 @@ class Engine:
     def finish_attempt(
         self, st: StepState, pod: dict[str, Any], outcome: Outcome, gone: bool
     ) -> None:
+        self.grower.settle(st, pod, killed=outcome.kind is OutcomeKind.OOM_KILLED)
         finish.finish_attempt(self, st, pod, outcome, gone)
 
     def finish_step(self, st: StepState, status: StepStatus, message: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from zenml_oom_orchestrator.policy import AttemptRecord, Decision
+    from zenml_oom_orchestrator.policy import AttemptRecord, Decision, Growth
     from zenml_oom_orchestrator.supervisor.spec import RunResult, StepResult, StepSpec
 
 
@@ -66,6 +66,10 @@ class BaseObserver:
     ) -> None:
         """After a restart: an attempt that ended (and was reported) before it. Optional."""
 
+    def on_attempt_grown(self, step: str, attempt: AttemptRecord, growth: Growth) -> None:
+        """A running attempt's memory was grown in place, or a growth did not come into
+        force (`growth.outcome`); `attempt` holds every growth so far. Optional."""
+
     def on_step_finished(self, step: str, result: StepResult) -> None:
         pass
 
@@ -102,6 +106,11 @@ class MultiObserver(BaseObserver):
         for o in self.observers:
             if hasattr(o, "on_attempt_restored"):
                 o.on_attempt_restored(step, attempt, decision)
+
+    def on_attempt_grown(self, step: str, attempt: AttemptRecord, growth: Growth) -> None:
+        for o in self.observers:
+            if hasattr(o, "on_attempt_grown"):
+                o.on_attempt_grown(step, attempt, growth)
 
     def on_step_finished(self, step: str, result: StepResult) -> None:
         for o in self.observers:

@@ -11,6 +11,8 @@ the highest attempt tells where the step stands:
 - it has none: it is the attempt in flight, or one that finished or vanished while we were
   down; the normal reconcile classifies and acts on it.
 A pod that vanished before carrying its result left it on its successor (previous-result).
+An attempt in flight keeps the growths in place it had (grow.py's annotation); one that came
+into force while no supervisor ran is adopted from the pod's status (Grower._adopt_applied).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from zenml_oom_orchestrator.policy import AttemptRecord, GiveUp, Retry
 from zenml_oom_orchestrator.quantity import memory_bytes
 from zenml_oom_orchestrator.supervisor import naming
 from zenml_oom_orchestrator.supervisor.finish import emit_result_event, finish_attempt
+from zenml_oom_orchestrator.supervisor.grow import growths_of
 from zenml_oom_orchestrator.supervisor.pending import created_at, started_at
 from zenml_oom_orchestrator.supervisor.spec import StepStatus
 from zenml_oom_orchestrator.supervisor.state import AttemptResult, StepState
@@ -109,12 +112,17 @@ def rebuild_step(
     ann = pod["metadata"].get("annotations") or {}
     previous = results.get(last - 1)
     budget = previous.decision.budget if previous and isinstance(previous.decision, Retry) else None
+    growths = growths_of(pod)  # grown in place before the restart: its memory now
+    grown = [g for g in growths if g.grew]
     st.current = AttemptRecord(
         number=last,
-        memory_request=memory_bytes(ann[naming.ANN_MEMORY_REQUEST]),
-        memory_limit=memory_bytes(ann[naming.ANN_MEMORY_LIMIT]),
+        memory_request=grown[-1].to_request
+        if grown
+        else memory_bytes(ann[naming.ANN_MEMORY_REQUEST]),
+        memory_limit=grown[-1].to_limit if grown else memory_bytes(ann[naming.ANN_MEMORY_LIMIT]),
         budget=budget,
         started_at=started_at(pod),
+        growths=growths,
     )
     st.current_pod = pod["metadata"]["name"]
     st.next_number = last

@@ -113,3 +113,25 @@ def early_then_long(sleep_seconds: float = 20) -> None:
     allocate(10, 0.1, id="early")
     sleep(sleep_seconds, after=["early"])
     report(after=["sleep"])
+
+
+@step
+def grow_steadily(mib: int, mib_per_second: float = 50.0) -> int:
+    """Touch ``mib`` MiB in 5 MiB chunks at ``mib_per_second``, kept until the end: a step
+    whose memory grows while it works (the case in-place growth is for)."""
+    kept, done, started = [], 0, time.monotonic()
+    while done < mib:
+        chunk = bytearray(5 * MiB)
+        for i in range(0, len(chunk), 4096):
+            chunk[i] = 1
+        kept.append(chunk)
+        done += 5
+        time.sleep(max(0.0, started + done / mib_per_second - time.monotonic()))
+    return done
+
+
+@pipeline(enable_cache=False)
+def growing(mib: int = 550, mib_per_second: float = 50.0) -> None:
+    """One step that grows steadily, then one after it."""
+    grow_steadily(mib, mib_per_second, id="grower")
+    report(after=["grower"])
