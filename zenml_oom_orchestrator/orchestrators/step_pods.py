@@ -26,6 +26,7 @@ from zenml.stack import Stack
 from zenml.utils import env_utils
 
 from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings
+from zenml_oom_orchestrator.orchestrators import local_cluster
 from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     TOKEN_ENV,
     OOMKubernetesOrchestrator,
@@ -120,13 +121,16 @@ def step_pod_template(ctx: StepPodContext, step_name: str) -> dict[str, Any]:
 
     labels = ctx.base_labels()
     labels["step_name"] = kube_utils.sanitize_label_value(step_name)
+    entrypoint: type[StepEntrypointConfiguration] = (
+        local_cluster.LocalClusterStepEntrypointConfiguration
+        if ctx.orchestrator.config.local_cluster
+        else StepEntrypointConfiguration
+    )
     manifest = build_pod_manifest(
         pod_name=None,
         image_name=OOMKubernetesOrchestrator.get_image(snapshot=ctx.snapshot, step_name=step_name),
-        command=StepEntrypointConfiguration.get_entrypoint_command(),
-        args=StepEntrypointConfiguration.get_entrypoint_arguments(
-            step_name=step_name, snapshot_id=ctx.snapshot.id
-        ),
+        command=entrypoint.get_entrypoint_command(),
+        args=entrypoint.get_entrypoint_arguments(step_name=step_name, snapshot_id=ctx.snapshot.id),
         env=env,
         privileged=settings.privileged,
         pod_settings=pod_settings,
