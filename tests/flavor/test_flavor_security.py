@@ -205,3 +205,10 @@ def test_the_local_cluster_entrypoint_never_makes_or_enters_app(
     cls.prepare_code_environment(object.__new__(cls))
     assert touched == []
     assert sys.path[0] == str(tmp_path)
+
+
+def test_a_step_pods_failure_leaves_its_logs_tail_as_the_termination_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (main,) = _template(monkeypatch)["spec"]["containers"]
+    assert main["terminationMessagePolicy"] == "FallbackToLogsOnError"

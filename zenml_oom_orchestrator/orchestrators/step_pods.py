@@ -31,7 +31,7 @@ from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     TOKEN_ENV,
     OOMKubernetesOrchestrator,
 )
-from zenml_oom_orchestrator.supervisor.manifests import template_dict
+from zenml_oom_orchestrator.supervisor.manifests import main_container_of, template_dict
 
 
 @dataclass
@@ -146,4 +146,8 @@ def step_pod_template(ctx: StepPodContext, step_name: str) -> dict[str, Any]:
         run_as_user=ctx.oidc_claims.get(LINUX_UID_CLAIM_KEY),
         run_as_group=ctx.oidc_claims.get(LINUX_GID_CLAIM_KEY),
     )
-    return template_dict(manifest)
+    template = template_dict(manifest)
+    # A failed step's last log lines become its terminated state's message (the kubelet reads
+    # them), which the attempt's outcome and the step's error message quote.
+    main_container_of(template, "main")["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    return template
