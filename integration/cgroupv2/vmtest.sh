@@ -56,12 +56,14 @@ tests() {  # $1: alice | root
 demo() {
     local cmd="cd $P && timeout 1500 .venv/bin/zenml-oom demo"
     # The pods' logs, copied out while the demo runs (it removes its directory at the end).
-    (while :; do cp -r /tmp/zenml-oom-demo-*/cluster/kubelet-*/logs/. "$OUT/demo_$1.podlogs/" 2>/dev/null; sleep 2; done) &
+    # The loop ends by itself (a killed one left its `sleep` behind for the leftovers check).
+    local logs="$OUT/demo_$1.podlogs"
+    mkdir -p "$logs"
+    (while [ ! -e "$logs.done" ]; do cp -r /tmp/zenml-oom-demo-*/cluster/kubelet-*/logs/. "$logs/" 2>/dev/null; sleep 2; done) &
     local copier=$!
-    mkdir -p "$OUT/demo_$1.podlogs"
     if [ "$1" = alice ]; then as_alice "$cmd"; else PYTHONDONTWRITEBYTECODE=1 bash -c "$cmd"; fi
     local rc=$?
-    kill "$copier"
+    touch "$logs.done" && wait "$copier"
     grep -q 'OOMKilled' "$OUT/demo_$1.out" || { echo "no OOMKilled attempt in the demo"; rc=1; }
     grep -q 'ended COMPLETED' "$OUT/demo_$1.out" || { echo "the demo's run did not complete"; rc=1; }
     return $rc
