@@ -72,7 +72,7 @@ demo() {
 # The demo stopped with SIGTERM while its first attempt pod runs (integration/test_demo.py):
 # the leftovers check after the stage then covers the failure path. $1: alice | root.
 demo_stopped() {
-    local cmd="cd $P && timeout 600 bash scripts/test integration/test_demo.py -k sigterm"
+    local cmd="cd $P && timeout 1200 bash scripts/test integration/test_demo.py -k sigterm"
     if [ "$1" = alice ]; then as_alice "$cmd"; else PYTHONDONTWRITEBYTECODE=1 bash -c "$cmd"; fi
 }
 
