@@ -172,6 +172,27 @@ def test_app_error_without_retry_config_gives_up() -> None:
     assert "no retries" in give_up.message and "exit 1" in give_up.message
 
 
+TRACEBACK_TAIL = (  # a terminated.message under FallbackToLogsOnError: the log's last lines
+    'Traceback (most recent call last):\n  File "steps.py", line 3, in fail\n'
+    "    raise RuntimeError(message)\nRuntimeError: the step's own bug\n"
+)
+
+
+def test_an_app_error_quotes_the_last_line_of_the_logs_tail() -> None:
+    failed = Outcome(
+        OutcomeKind.APP_ERROR, "main", exit_code=1, reason="Error", message=TRACEBACK_TAIL
+    )
+    give_up = _give_up(decide("s", [_attempt(1, GI)], failed, OOMPolicy()))
+    assert "(exit 1, Error: RuntimeError: the step's own bug)" in give_up.message
+    assert "Traceback" not in give_up.message
+
+
+def test_an_oom_kill_does_not_quote_what_the_step_printed_last() -> None:
+    oom = Outcome(OutcomeKind.OOM_KILLED, "main", exit_code=137, reason="OOMKilled", message="50%")
+    retry = _retry(decide("s", [_attempt(1, GI)], oom, OOMPolicy()))
+    assert "(exit 137, OOMKilled)" in retry.message and "50%" not in retry.message
+
+
 def test_deadline_exceeded_counts_as_the_steps_own() -> None:
     deadline = Outcome(OutcomeKind.DEADLINE_EXCEEDED, "main", reason="DeadlineExceeded")
     retry = _retry(

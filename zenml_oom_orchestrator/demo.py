@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -215,15 +216,17 @@ def demo(memory: str, keep: bool) -> None:
         click.get_current_context().color = False
     tmp = Path(tempfile.mkdtemp(prefix="zenml-oom-demo-"))
     # SIGTERM unwinds like Ctrl+C, so the cluster, its pods and the server are stopped too.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    _STOPPING.clear()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         code = _demo(tmp, memory)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if keep:
             click.echo(f"Kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     sys.exit(code)
 
 
@@ -233,8 +236,24 @@ def plain_output(env: Mapping[str, str], stream: Any) -> bool:
     return bool(env.get("NO_COLOR")) or not getattr(stream, "isatty", lambda: False)()
 
 
+_STOPPING = threading.Event()  # the demo is stopping what it started
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if _STOPPING.is_set():  # cut short, the stop would leave the server or pods behind
+        click.echo(f"(signal {signum}: still stopping, then exiting)", err=True)
+        return
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+class _Cleanup(contextlib.ExitStack):
+    """Stops what the demo started, on success, failure or a signal; signals that arrive
+    meanwhile wait for it (a SIGTERM during the stop once left the ZenML server running)."""
+
+    def __exit__(self, *exc: Any) -> bool:
+        _STOPPING.set()
+        click.echo("Stopping the local cluster and the ZenML server...")
+        return bool(super().__exit__(*exc))
 
 
 def _demo(tmp: Path, memory: str) -> int:
@@ -242,7 +261,7 @@ def _demo(tmp: Path, memory: str) -> int:
     from .localcluster.cluster import LocalCluster
     from .testing.zenml_server import local_zen_server
 
-    with contextlib.ExitStack() as cleanup:
+    with _Cleanup() as cleanup:
         with _step(1, "Starting a local ZenML server"):
             server = cleanup.enter_context(local_zen_server(tmp / "zenml-config"))
             # Before the cluster starts: its pods inherit this process's environment.
@@ -278,7 +297,6 @@ def _demo(tmp: Path, memory: str) -> int:
         for line in start_failures(cluster.store.list("pods", stack.NAMESPACE)[0]):
             click.secho(line, fg="red")
         result = _report(returncode, log_path)
-        click.echo("Stopping the local cluster and the ZenML server...")
     return result
 
 

@@ -6,6 +6,8 @@
 #
 #   bash integration/cgroupv2/run.sh                    # all stages: tests_alice tests_root demo_alice
 #   bash integration/cgroupv2/run.sh tests_alice        # some of them
+#   bash integration/cgroupv2/run.sh demo_root stop_alice stop_root   # on request only: the
+#       demo as root, and the demo stopped by SIGTERM mid-run (its cleanup) as each user
 #
 # Root only (debootstrap, chroot). The image (~5 min to build) is cached in $CACHE, keyed on
 # build-image.sh and pyproject.toml; the checkout's files go into the VM at every run. Under

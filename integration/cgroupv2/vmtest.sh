@@ -29,10 +29,12 @@ facts() {
     as_alice 'echo "alice: $(id -u), cgroup $(cat /proc/self/cgroup), XDG_RUNTIME_DIR=$XDG_RUNTIME_DIR"'
 }
 
-# Nothing of ours may survive a stage: no cgroup, no process, no temporary directory.
+# Nothing of ours may survive a stage: no cgroup, no process, no temporary directory, and no
+# /app (ZenML's image working directory, which a step pod here must not make on the host).
 leftovers() {
     local found
     found=$(
+        ls -d /app 2>/dev/null
         find /sys/fs/cgroup -name 'zenml-oom*' 2>/dev/null
         pgrep -a -f 'python|sleep|spawner' || true
         find /tmp /var/tmp -maxdepth 1 -name 'zenml-oom*' 2>/dev/null
@@ -53,11 +55,25 @@ tests() {  # $1: alice | root
 # The README's first command: real OOM kills, escalated to success. $1: alice | root.
 demo() {
     local cmd="cd $P && timeout 1500 .venv/bin/zenml-oom demo"
+    # The pods' logs, copied out while the demo runs (it removes its directory at the end).
+    # The loop ends by itself (a killed one left its `sleep` behind for the leftovers check).
+    local logs="$OUT/demo_$1.podlogs"
+    mkdir -p "$logs"
+    (while [ ! -e "$logs.done" ]; do cp -r /tmp/zenml-oom-demo-*/cluster/kubelet-*/logs/. "$logs/" 2>/dev/null; sleep 2; done) &
+    local copier=$!
     if [ "$1" = alice ]; then as_alice "$cmd"; else PYTHONDONTWRITEBYTECODE=1 bash -c "$cmd"; fi
     local rc=$?
+    touch "$logs.done" && wait "$copier"
     grep -q 'OOMKilled' "$OUT/demo_$1.out" || { echo "no OOMKilled attempt in the demo"; rc=1; }
     grep -q 'ended COMPLETED' "$OUT/demo_$1.out" || { echo "the demo's run did not complete"; rc=1; }
     return $rc
+}
+
+# The demo stopped with SIGTERM while its first attempt pod runs (integration/test_demo.py):
+# the leftovers check after the stage then covers the failure path. $1: alice | root.
+demo_stopped() {
+    local cmd="cd $P && timeout 1200 bash scripts/test integration/test_demo.py -k sigterm"
+    if [ "$1" = alice ]; then as_alice "$cmd"; else PYTHONDONTWRITEBYTECODE=1 bash -c "$cmd"; fi
 }
 
 refresh_project
@@ -71,7 +87,9 @@ for s in $STAGES; do
         tests_alice) tests alice ;;
         tests_root) tests root ;;
         demo_alice) demo alice ;;
-        demo_root) demo root ;;  # not in CI (time): run.sh demo_root
+        demo_root) demo root ;;
+        stop_alice) demo_stopped alice ;;
+        stop_root) demo_stopped root ;;
         *) echo "unknown stage $s"; false ;;
     esac >"$OUT/$s.out" 2>&1
     rc=$?

@@ -41,6 +41,8 @@ def test_app_error_follows_the_users_retry_limit_not_the_oom_budget(oom_stack: s
         ("app_error", "400Mi"),  # same memory: never escalated
     ]
     assert history[-1]["decision"] == "giveup"
+    # The step's exception, from its log's tail (FallbackToLogsOnError), in the message.
+    assert "RuntimeError: the step's own bug)" in history[-1]["message"]
     assert outcome.run.status is ExecutionStatus.FAILED
     assert outcome.step_runs["fail"][-1] == "failed"
     assert outcome.open_step_runs == 0

@@ -8,6 +8,9 @@ integration/zenml/test_token_secret.py."""
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
@@ -19,9 +22,13 @@ from zenml.integrations.kubernetes.flavors.kubernetes_orchestrator_flavor import
     KubernetesPodSettings,
 )
 from zenml.orchestrators import SubmissionResult
+from zenml.utils import source_utils
 
 from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorConfig
 from zenml_oom_orchestrator.orchestrators import step_pods
+from zenml_oom_orchestrator.orchestrators.local_cluster import (
+    LocalClusterStepEntrypointConfiguration,
+)
 from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     OOMKubernetesOrchestrator,
 )
@@ -164,3 +171,44 @@ def test_a_schedules_token_secret_is_owned_by_its_cronjob(monkeypatch: pytest.Mo
             },
         }
     ]
+
+
+def test_a_local_cluster_step_pod_runs_the_entrypoint_that_stays_in_its_working_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As in the orchestrator pod, whose source root is its main module's directory: ZenML would
+    # name the class `local_cluster.LocalCluster...`, which the step pod cannot import.
+    monkeypatch.setattr(source_utils, "_CUSTOM_SOURCE_ROOT", str(Path(step_pods.__file__).parent))
+    local = _template(monkeypatch, local_cluster=True)["spec"]["containers"][0]
+    remote = _template(monkeypatch)["spec"]["containers"][0]
+    ours = (
+        "zenml_oom_orchestrator.orchestrators.local_cluster.LocalClusterStepEntrypointConfiguration"
+    )
+    zenmls = "zenml.entrypoints.step_entrypoint_configuration.StepEntrypointConfiguration"
+    assert ours in local["args"] and zenmls not in local["args"]
+    assert zenmls in remote["args"] and ours not in remote["args"]
+    assert [ours if a == zenmls else a for a in remote["args"]] == local["args"]
+    assert source_utils.load(ours) is LocalClusterStepEntrypointConfiguration
+
+
+def test_the_local_cluster_entrypoint_never_makes_or_enters_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ZenML's own makes `/app` on the host as root and fails as a normal user (issue 16)."""
+    touched: list[str] = []
+    monkeypatch.setattr(os, "makedirs", lambda path, *a, **k: touched.append(str(path)))
+    monkeypatch.setattr(os, "chdir", lambda path: touched.append(str(path)))
+    cls = LocalClusterStepEntrypointConfiguration
+    monkeypatch.setattr(cls, "should_download_code", property(lambda self: False))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(os, "getcwd", lambda: str(tmp_path))
+    cls.prepare_code_environment(object.__new__(cls))
+    assert touched == []
+    assert sys.path[0] == str(tmp_path)
+
+
+def test_a_step_pods_failure_leaves_its_logs_tail_as_the_termination_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (main,) = _template(monkeypatch)["spec"]["containers"]
+    assert main["terminationMessagePolicy"] == "FallbackToLogsOnError"

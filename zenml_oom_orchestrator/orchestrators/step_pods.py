@@ -26,11 +26,12 @@ from zenml.stack import Stack
 from zenml.utils import env_utils
 
 from zenml_oom_orchestrator.flavors import OOMKubernetesOrchestratorSettings
+from zenml_oom_orchestrator.orchestrators import local_cluster
 from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     TOKEN_ENV,
     OOMKubernetesOrchestrator,
 )
-from zenml_oom_orchestrator.supervisor.manifests import template_dict
+from zenml_oom_orchestrator.supervisor.manifests import main_container_of, template_dict
 
 
 @dataclass
@@ -120,13 +121,16 @@ def step_pod_template(ctx: StepPodContext, step_name: str) -> dict[str, Any]:
 
     labels = ctx.base_labels()
     labels["step_name"] = kube_utils.sanitize_label_value(step_name)
+    entrypoint: type[StepEntrypointConfiguration] = (
+        local_cluster.LocalClusterStepEntrypointConfiguration
+        if ctx.orchestrator.config.local_cluster
+        else StepEntrypointConfiguration
+    )
     manifest = build_pod_manifest(
         pod_name=None,
         image_name=OOMKubernetesOrchestrator.get_image(snapshot=ctx.snapshot, step_name=step_name),
-        command=StepEntrypointConfiguration.get_entrypoint_command(),
-        args=StepEntrypointConfiguration.get_entrypoint_arguments(
-            step_name=step_name, snapshot_id=ctx.snapshot.id
-        ),
+        command=entrypoint.get_entrypoint_command(),
+        args=entrypoint.get_entrypoint_arguments(step_name=step_name, snapshot_id=ctx.snapshot.id),
         env=env,
         privileged=settings.privileged,
         pod_settings=pod_settings,
@@ -142,4 +146,8 @@ def step_pod_template(ctx: StepPodContext, step_name: str) -> dict[str, Any]:
         run_as_user=ctx.oidc_claims.get(LINUX_UID_CLAIM_KEY),
         run_as_group=ctx.oidc_claims.get(LINUX_GID_CLAIM_KEY),
     )
-    return template_dict(manifest)
+    template = template_dict(manifest)
+    # A failed step's last log lines become its terminated state's message (the kubelet reads
+    # them), which the attempt's outcome and the step's error message quote.
+    main_container_of(template, "main")["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    return template

@@ -144,8 +144,8 @@ class _Case:
         parts += [f"exit {out.exit_code}"] if out.exit_code is not None else []
         parts += [out.reason] if out.reason else []
         text = ", ".join(parts)
-        if out.message:
-            message = out.message
+        message = _quotable(out)
+        if message:
             if len(message) > 240:  # shortened at a word, marked: never cut mid-word
                 message = message[:237].rsplit(" ", 1)[0] + " ..."
             text = f"{text}: {message}" if text else message
@@ -165,6 +165,17 @@ class _Case:
             reason=self.outcome.kind.value,
             message=f"{self.head}; {note}",
         )
+
+
+def _quotable(outcome: Outcome) -> str:
+    """What of the outcome's message a cause quotes: its last line. A failed step's message is
+    the tail of its log (its container has terminationMessagePolicy FallbackToLogsOnError), whose
+    last line says what failed, e.g. a traceback's exception. Nothing for an OOM kill: the
+    kernel's kill is the cause, not whatever the step printed last."""
+    if outcome.kind is OutcomeKind.OOM_KILLED:
+        return ""
+    lines = [line.strip() for line in outcome.message.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 _WHAT = {

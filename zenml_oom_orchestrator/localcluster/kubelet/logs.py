@@ -7,6 +7,26 @@ from typing import Any
 
 from ..errors import BadRequest
 
+# What kubelet 1.35 reads back from a failed container's log for FallbackToLogsOnError
+# (MaxContainerTerminationMessageLogLines, MaxContainerTerminationMessageLogLength).
+TERMINATION_LOG_LINES = 80
+TERMINATION_LOG_BYTES = 2048
+
+
+def termination_log_tail(path: Path) -> str:
+    """The last 80 lines of a container's log file, at most their last 2048 bytes (a real
+    kubelet cuts mid-line too); "" if the container wrote nothing."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - TERMINATION_LOG_BYTES))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    lines = data.split(b"\n")  # the last item: an unterminated last line, or b""
+    keep = TERMINATION_LOG_LINES + (1 if lines[-1] == b"" else 0)
+    return b"\n".join(lines[-keep:]).decode(errors="replace")
+
 
 def read_log(
     store: Any,

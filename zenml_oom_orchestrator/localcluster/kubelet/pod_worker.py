@@ -24,6 +24,7 @@ from .status import (
     should_restart,
     terminated,
     terminated_reason,
+    termination_message,
     waiting,
 )
 from .status_writer import StatusWriter
@@ -306,7 +307,8 @@ class PodWorker(StatusWriter):
         oom_kills += getattr(proc, "oom_kills", 0)  # a simulated OOM kill
         reason = terminated_reason(code, oom_kills > 0)
         started = rec.state.get("running", {}).get("startedAt")
-        message = getattr(proc, "message", None)
+        log = self.kubelet.log_path(self.uid, rec.name, rec.runs - 1)
+        message = termination_message(rec.spec, code, getattr(proc, "message", None), log)
         rec.state = terminated(
             code, reason, started, message=message, container_id=rec.container_id
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import now
+from .logs import termination_log_tail
 
 
 def waiting(reason: str, message: str | None = None) -> dict[str, Any]:
@@ -49,6 +50,22 @@ def terminated(
     if container_id:
         body["containerID"] = container_id
     return {"terminated": body}
+
+
+def termination_message(
+    spec: dict[str, Any], exit_code: int, runtime_message: str | None, log_path: Path
+) -> str | None:
+    """``terminated.message`` as kubelet 1.35 builds it: the runtime's message, then the tail of
+    the log if the container failed under ``terminationMessagePolicy: FallbackToLogsOnError``.
+    A local pod is a process on the host with nothing mounted at its terminationMessagePath,
+    so it never writes that file: ``File`` gives no message, as for a real container that
+    wrote none."""
+    message = runtime_message or ""
+    if spec.get("terminationMessagePolicy") == "FallbackToLogsOnError" and exit_code != 0:
+        tail = termination_log_tail(log_path)
+        if tail:
+            message = f"{message}: {tail}" if message else tail
+    return message or None
 
 
 @dataclass
