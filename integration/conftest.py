@@ -67,7 +67,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         path = Path(str(item.path))
         for part, reason in LOCAL_ONLY_PATHS.items():
-            if path.is_relative_to(here / part) and not item.get_closest_marker("local_only"):
+            marked = item.get_closest_marker("local_only") or item.get_closest_marker("real_only")
+            if path.is_relative_to(here / part) and not marked:
                 item.add_marker(pytest.mark.local_only(reason))
         local_only = item.get_closest_marker("local_only")
         real_only = item.get_closest_marker("real_only")
