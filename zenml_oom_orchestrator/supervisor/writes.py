@@ -18,6 +18,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -56,13 +57,15 @@ class Writes:
             self._workers.append(t)
         self.inline = False
 
-    def stop(self) -> None:
-        """Let the threads end once the writes queued before are done (daemon threads)."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let the threads end once the writes queued before are done; wait `timeout` seconds
+        at most in all (they are daemon threads: a hung write does not keep the process)."""
         self.inline = True
         for _ in self._workers:
             self._tasks.put((99, next(self._seq), "", _noop, Future()))
+        deadline = time.monotonic() + timeout
         for t in self._workers:
-            t.join(timeout=30)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         self._workers.clear()
 
     def submit(self, step: str, work: Callable[[], Any], then: Then, priority: int) -> None:
