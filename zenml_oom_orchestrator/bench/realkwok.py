@@ -398,6 +398,7 @@ class KwokControlPlane:
             lambda: self.kubectl(
                 "wait", "--for=condition=Ready", "--timeout=5s", "node", "-l", "type=kwok"
             ),
+            timeout=120 + 3 * count,  # 51 nodes for 5,000 steps took over 120 s at load 50
         )
 
     # ---- measuring
