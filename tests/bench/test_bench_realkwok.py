@@ -174,3 +174,35 @@ def test_table_puts_both_clusters_of_a_scenario_in_one_table_with_ratios() -> No
     assert table.count("| ours / baseline |") == 2
     assert "| **0.025**, **0.025** | **0.133** | **0.050**, **0.050** |" in table
     assert "real-kwok (load 3.0→4.0)" in table
+
+
+def test_table_shows_the_floor_and_each_clients_cpu_above_it() -> None:
+    scenario = {
+        "ours": _figures("supervisor", "real-kwok", 1.0, 0.30),  # 30 s of CPU
+        "baseline": _figures("baseline", "real-kwok", 40.0, 1.20),  # 120 s
+        "floor": _figures("floor", "real-kwok", 0.5, 0.20),  # the pods alone: 20 s
+    }
+    table = render([{"machine": {"loadavg": [1.0]}, "scenarios": [scenario]}])
+    assert "| floor |" in table
+    assert "| **0.100** (10.0 s / 100.0 s) |" in table  # (30 - 20) / (120 - 20)
+
+
+def test_the_floor_creates_every_attempt_at_its_final_memory_under_attempt_names() -> None:
+    import argparse
+
+    from zenml_oom_orchestrator.bench.floor import pods
+
+    args = argparse.Namespace(
+        steps=10, run_id="floor-10", oom_fraction=0.2, attempt_seconds=30, jitter=0, sim="kwok"
+    )
+    made = pods(args)
+    assert len(made) == 12  # every 5th step OOMs once: 1.2 attempts per step
+    names = [p["metadata"]["name"] for p in made]
+    assert names[:6] == [f"step-0000{i}-a1" for i in range(5)] + ["step-00004-a2"]
+    assert all(key_of("bench-floor-10", n) is not None for n in names)  # the audit log keys
+    limits = {
+        p["metadata"]["name"]: p["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        for p in made
+    }
+    assert limits["step-00004-a1"] == "256Mi" and limits["step-00004-a2"] == "512Mi"
+    assert made[4]["metadata"]["annotations"]["sim.oom/need-bytes"] == workload.NEEDS

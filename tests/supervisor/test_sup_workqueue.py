@@ -37,6 +37,31 @@ def test_key_in_process_is_not_handed_out_twice() -> None:
     assert q.get(0) == "a"
 
 
+def test_higher_priority_goes_first_and_a_re_add_only_raises() -> None:
+    q = WorkQueue()
+    for key in ["fresh-1", "fresh-2", "fresh-3"]:
+        q.add(key)
+    q.add("retry", priority=1)  # arrives last, served first
+    q.add("fresh-2", priority=1)  # an event on a waiting key moves it up
+    q.add("retry", priority=0)  # a lower add never moves a key down
+    assert [q.get(0) for _ in range(4)] == ["retry", "fresh-2", "fresh-1", "fresh-3"]
+
+
+def test_priority_survives_processing_and_timers() -> None:
+    clock = FakeClock()
+    q = WorkQueue(clock=clock)
+    q.add("a")
+    q.add("b")
+    assert q.get(0) == "a"
+    q.add("a", priority=1)  # while in process: back in the high lane after done
+    q.done("a")
+    q.add_after("c", 5, priority=1)
+    q.add_after("c", 9)  # a later, lower timer neither delays nor demotes it
+    assert q.get(0) == "a"
+    clock.t = 5
+    assert [q.get(0), q.get(0)] == ["c", "b"]
+
+
 def test_add_after_keeps_earliest_and_bounds_timers() -> None:
     clock = FakeClock()
     q = WorkQueue(clock=clock)

@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=50, help="concurrent runs (0: skip)")
     p.add_argument("--run-steps", type=int, default=40, help="steps per concurrent run")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="real-kwok: skip the floor scenario (the workload's pods alone, no orchestrator), "
+        "which shows what each client's own requests cost the control plane",
+    )
     p.add_argument("--json", help="also write every figure (and RSS samples) here")
     args = p.parse_args(argv)
     if args.quick:
@@ -117,10 +123,17 @@ def main(argv: list[str] | None = None) -> int:
                 base = bench.baseline(
                     f"base-{n}", n, args.attempt_seconds, args.oom_fraction, runs=runs
                 )
-            print_scenario(n, args, ours, base)
+            floor = None
+            if runs == 1 and args.cluster == "real-kwok" and not args.no_floor:
+                floor = bench.floor(f"floor-{n}", n, args.attempt_seconds, args.oom_fraction)
+            print_scenario(n, args, ours, base, floor)
             scenarios.append((ours, base))
             results["scenarios"].append(
-                {"ours": ours.to_dict(), "baseline": base.to_dict() if base else None}
+                {
+                    "ours": ours.to_dict(),
+                    "baseline": base.to_dict() if base else None,
+                    "floor": floor.to_dict() if floor else None,
+                }
             )
 
         for n in sizes:

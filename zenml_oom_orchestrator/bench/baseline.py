@@ -208,16 +208,9 @@ def _read_jobs_without_validation() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zenml_oom_orchestrator.bench.baseline")
-    parser.add_argument("--kubeconfig", required=True)
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--attempt-seconds", type=float, required=True)
-    parser.add_argument("--oom-fraction", type=float, default=0.2)
-    parser.add_argument("--jitter", type=float, default=0.0)
+    workload.add_client_args(parser)
     parser.add_argument("--interval", type=float, default=3.0, help="job_monitoring_interval")
     parser.add_argument("--max-parallelism", type=int, default=None)
-    parser.add_argument("--sim", choices=["local", "kwok"], default="local", help="who plays pods")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
     _read_jobs_without_validation()

@@ -53,7 +53,11 @@ def _ratio(a: float, b: float) -> float:
 
 
 def print_scenario(
-    steps: int, args: argparse.Namespace, ours: Figures, base: Figures | None
+    steps: int,
+    args: argparse.Namespace,
+    ours: Figures,
+    base: Figures | None,
+    floor: Figures | None = None,
 ) -> None:
     what = (
         f"{ours.runs} concurrent runs x {steps} steps, one client process per run"
@@ -82,6 +86,19 @@ def print_scenario(
                 f"{_ratio(ours.control_plane_cpu, base.control_plane_cpu):.4f}",
                 flush=True,
             )
+    if floor is not None:
+        print(_row(floor) + _failed_tail(floor))
+        print("  " + above_floor(ours, base, floor), flush=True)
+
+
+def above_floor(ours: Figures, base: Figures | None, floor: Figures) -> str:
+    """What each client adds to the control plane's CPU on top of the pods themselves."""
+    own = ours.control_plane_cpu - floor.control_plane_cpu
+    text = f"apiserver+etcd CPU above the floor (pods alone): supervisor {own:.1f}s"
+    if base is not None:
+        theirs = base.control_plane_cpu - floor.control_plane_cpu
+        text += f", baseline {theirs:.1f}s, ratio {_ratio(own, theirs):.4f}"
+    return text
 
 
 def rss_growth(f: Figures) -> tuple[float, float, float]:

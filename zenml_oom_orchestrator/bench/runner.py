@@ -118,11 +118,17 @@ class Bench:
         return sum(self.stamps.attempts_finished(r) for r in run_ids)
 
     def _measure(
-        self, client: str, run_ids: list[str], steps: int, arg_lists: list[list[str]], kind: str
+        self,
+        client: str,
+        run_ids: list[str],
+        steps: int,
+        arg_lists: list[list[str]],
+        kind: str,
+        pods_at_once: int | None = None,
     ) -> Figures:
         """Run one client process per run at once; `kind` is what counts as the next attempt
         (`pods` for the supervisor, `jobs` for the Job-based baseline)."""
-        self.target.prepare(steps)
+        self.target.prepare(pods_at_once or steps)
         before, client_before = self.target.scrape()
         cpu_before = self.target.cpu()
         load_before = os.getloadavg()[0]
@@ -198,6 +204,23 @@ class Bench:
                 ]
             )
         return self._measure("supervisor", run_ids, steps * runs, arg_lists, "pods")
+
+    def floor(
+        self, run_id: str, steps: int, attempt_seconds: float, oom_fraction: float
+    ) -> Figures:
+        """Every attempt pod of the workload created at once, no orchestration (`floor`)."""
+        ns = self.target.namespace(f"bench-{run_id}")
+        args = [
+            *("-m", "zenml_oom_orchestrator.bench.floor", "--kubeconfig"),
+            str(self.target.kubeconfig_path),
+            *("--namespace", ns, "--run-id", run_id, "--steps", str(steps)),
+            *("--attempt-seconds", str(attempt_seconds), "--oom-fraction", str(oom_fraction)),
+            *("--jitter", str(self.jitter), "--sim", self.target.sim),
+        ]
+        pods = steps + sum(workload.is_oom_step(i, oom_fraction) for i in range(steps))
+        figures = self._measure("floor", [run_id], steps, [args], "pods", pods_at_once=pods)
+        figures.oom_to_next = []  # its second attempts are created before the first ones end
+        return figures
 
     def baseline(
         self, run_id: str, steps: int, attempt_seconds: float, oom_fraction: float, runs: int = 1

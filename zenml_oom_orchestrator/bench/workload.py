@@ -3,6 +3,7 @@ process), a fraction of them needing more memory than the first attempt gets."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -87,3 +88,15 @@ def run_spec(
             for i in range(steps)
         ],
     }
+
+
+def add_client_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments every client process of the benchmark takes: where, which run, what."""
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--attempt-seconds", type=float, required=True)
+    parser.add_argument("--oom-fraction", type=float, default=0.2)
+    parser.add_argument("--jitter", type=float, default=0.0)
+    parser.add_argument("--sim", choices=["local", "kwok"], default="local", help="who plays pods")

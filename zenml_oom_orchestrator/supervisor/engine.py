@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -22,7 +23,7 @@ from zenml_oom_orchestrator.policy import (
     AttemptRecord,
     PolicyError,
 )
-from zenml_oom_orchestrator.supervisor import finish, manifests, naming
+from zenml_oom_orchestrator.supervisor import finish, manifests, naming, writes
 from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
 from zenml_oom_orchestrator.supervisor.grow import Grower
 from zenml_oom_orchestrator.supervisor.informer import PodInformer
@@ -46,6 +47,7 @@ from zenml_oom_orchestrator.supervisor.state import (
     StepState,
 )
 from zenml_oom_orchestrator.supervisor.workqueue import WorkQueue
+from zenml_oom_orchestrator.supervisor.writes import Writes
 
 log = logging.getLogger(__name__)
 NODES_TTL = 30.0  # node sizes are re-read at most this often
@@ -82,6 +84,8 @@ class Engine:
         self.started_at = clock()
         self._room: tuple[float, tuple[int, int] | None] | None = None
         self.grower = Grower(self)  # in-place growth of running attempts (grow.py)
+        # API writes: inline until the runner starts the pool (resume, tests run them inline).
+        self.writes = Writes(queue)
 
     # -- helpers ------------------------------------------------------------------------------
     def hook(self, name: str, *args: Any) -> Any:
@@ -141,8 +145,8 @@ class Engine:
     # -- the state machine --------------------------------------------------------------------
     def reconcile(self, key: str) -> None:
         st = self.states.get(key)
-        if st is None or st.status.terminal:
-            return
+        if st is None or self.writes.settle(key) or st.status.terminal:
+            return  # (settle: its writes are in flight; their end queues it again)
         if self.stop_requested:
             finish.stop_step(self, st, "the run was stopped")
             return
@@ -181,7 +185,7 @@ class Engine:
                 return
         wait = st.not_before - self.clock()
         if wait > 0:
-            self.queue.add_after(st.name, wait)
+            self.queue.add_after(st.name, wait, writes.URGENT if st.next_number > 1 else 0)
             return
         if not self.slots.take(st.name, retry=st.next_number > 1):
             limit = self.spec.max_parallelism
@@ -224,10 +228,22 @@ class Engine:
             started_at=started,
         )
         self.grower.prepare(st, manifest)
+        self.slots.started(st.name)  # held while the create is in flight
+        self.writes.submit(
+            st.name,
+            lambda: self.cluster.create_pod(manifest),
+            lambda done: self._created(st, name, started, done),
+            writes.RETRY if number > 1 else writes.FIRST,
+        )
+
+    def _created(self, st: StepState, name: str, started: float, done: Future[Any]) -> None:
+        """The engine's side of attempt `st.next_number`'s create (run when it returned)."""
+        number = st.next_number
         try:
-            pod, adopted = self.cluster.create_pod(manifest)
-        except ApiException as exc:
-            if exc.status not in (400, 403, 422):
+            pod, adopted = done.result()
+        except Exception as exc:
+            self.slots.landed(st.name)
+            if not isinstance(exc, ApiException) or exc.status not in (400, 403, 422):
                 raise  # transient: the worker requeues with backoff
             self.finish_step(
                 st,
@@ -239,7 +255,6 @@ class Engine:
         st.unpersisted = None
         if adopted:  # created by a supervisor before a restart: its own stamp
             started = started_at(pod) or started
-        self.slots.started(st.name)
         st.current = AttemptRecord(
             number=number,
             memory_request=st.next_request,
@@ -250,7 +265,7 @@ class Engine:
         )
         st.current_pod, st.status, st.waiting_reported = name, StepStatus.PENDING, False
         st.message = f"attempt {number} {'adopted' if adopted else 'created'}: pod {name}"
-        self.hook("on_attempt_started", spec.name, st.current)
+        self.hook("on_attempt_started", st.name, st.current)
 
     def _observe(self, st: StepState) -> None:
         assert st.current is not None and st.current_pod is not None
@@ -317,7 +332,7 @@ class Engine:
             # Said once per attempt, in the orchestrator pod's log (a synchronous run streams it).
             log.info("step %s: %s", st.name, st.message)
             self.hook("on_attempt_waiting", st.name, st.current, st.message)
-        self.queue.add_after(st.name, verdict.recheck_in)
+        self.queue.add_after(st.name, verdict.recheck_in, writes.URGENT)
 
     def finish_attempt(
         self, st: StepState, pod: dict[str, Any], outcome: Outcome, gone: bool

@@ -12,13 +12,14 @@ terminal phase in a later status update.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from zenml_oom_orchestrator.classify import classify
 from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
-from zenml_oom_orchestrator.policy import Decision, GiveUp, Retry, decide
-from zenml_oom_orchestrator.supervisor import naming
+from zenml_oom_orchestrator.policy import AttemptRecord, Decision, GiveUp, Retry, decide
+from zenml_oom_orchestrator.supervisor import naming, writes
 from zenml_oom_orchestrator.supervisor.pending import terminated_at
 from zenml_oom_orchestrator.supervisor.spec import StepStatus
 from zenml_oom_orchestrator.supervisor.state import (
@@ -33,10 +34,16 @@ if TYPE_CHECKING:
 
 
 def finish_attempt(
-    engine: Engine, st: StepState, pod: dict[str, Any], outcome: Outcome, gone: bool
+    engine: Engine,
+    st: StepState,
+    pod: dict[str, Any],
+    outcome: Outcome,
+    gone: bool,
+    sync: bool = False,
 ) -> None:
     """Record → decide → persist (a failure on the pod + Event) → act. Persisting comes
-    before acting, so a restart in between redoes nothing and loses nothing."""
+    before acting, so a restart in between redoes nothing and loses nothing. The writes run
+    in the writer pool (`sync`: here and now); acting waits for them."""
     assert st.current is not None and st.current_pod is not None
     node = (pod.get("spec") or {}).get("nodeName")
     now = engine.clock()
@@ -56,12 +63,40 @@ def finish_attempt(
             engine.largest_node(),
         )
     retry_at = engine.clock() + decision.delay_seconds if isinstance(decision, Retry) else None
-    persist(engine, st, pod, AttemptResult(record, decision, retry_at), gone)
-    if not gone and not ends_by_itself(pod, st.spec.main_container):
-        # Still Pending, on a lost node, or a sidecar runs on: it would hold memory (or start
-        # late). A pod whose containers all ended stays as the record: a real kubelet writes
-        # the terminal phase one update after the containers' end.
-        engine.cluster.delete_pod(st.current_pod, grace_period_seconds=0)  # evidence is saved
+    result, name = AttemptResult(record, decision, retry_at), st.current_pod
+    # Still Pending, on a lost node, or a sidecar runs on: it would hold memory (or start
+    # late). A pod whose containers all ended stays as the record: a real kubelet writes
+    # the terminal phase one update after the containers' end.
+    delete = not gone and not ends_by_itself(pod, st.spec.main_container)
+
+    def write() -> str | None:
+        unpersisted = persist_writes(engine, st.name, name, pod, result, gone)
+        if delete:
+            engine.cluster.delete_pod(name, grace_period_seconds=0)  # evidence is saved
+        return unpersisted
+
+    def then(done: Future[str | None]) -> None:
+        unpersisted = done.result()  # raises if the writes failed: the step is judged again
+        if unpersisted is not None:
+            st.unpersisted = unpersisted
+        act(engine, st, record, decision, retry_at)
+
+    if sync:
+        then(_done(write()))
+    else:
+        priority = writes.FINISH if decision is None else writes.RETRY
+        engine.writes.submit(st.name, write, then, priority)
+
+
+def act(
+    engine: Engine,
+    st: StepState,
+    record: AttemptRecord,
+    decision: Decision | None,
+    retry_at: float | None,
+) -> None:
+    """The persisted decision, acted on: record it, free the slot, retry or end the step."""
+    assert st.current_pod is not None
     engine.informer.forget(st.current_pod)
     st.attempts.append(record)
     engine.landed(st)
@@ -81,22 +116,40 @@ def finish_attempt(
             finally:
                 engine.slots.hand_out()
             return
-        engine.queue.add_after(st.name, decision.delay_seconds)
+        engine.queue.add_after(st.name, decision.delay_seconds, writes.URGENT)
     engine.slots.hand_out()
+
+
+def _done(value: str | None) -> Future[str | None]:
+    future: Future[str | None] = Future()
+    future.set_result(value)
+    return future
 
 
 def persist(
     engine: Engine, st: StepState, pod: dict[str, Any], result: AttemptResult, gone: bool
 ) -> None:
-    """Write a failure's result on the pod (or, if it is gone, on the next attempt's pod),
-    then the Event, which carries the result too: it outlives the pod (deleted by a TTL, its
-    node lost), so a restarted supervisor never judges a recorded attempt again."""
+    """`persist_writes` for the engine's own thread."""
     assert st.current_pod is not None
+    unpersisted = persist_writes(engine, st.name, st.current_pod, pod, result, gone)
+    if unpersisted is not None:
+        st.unpersisted = unpersisted
+
+
+def persist_writes(
+    engine: Engine, step: str, name: str, pod: dict[str, Any], result: AttemptResult, gone: bool
+) -> str | None:
+    """Write a failure's result on the pod, then the Event, which carries the result too: it
+    outlives the pod (deleted by a TTL, its node lost), so a restarted supervisor never judges
+    a recorded attempt again. Returns the result when the pod is gone: the next attempt's pod
+    carries it. API calls only (any thread)."""
+    unpersisted = None
     if result.decision is not None or result.stopped:
         payload = {naming.ANN_RESULT: result.to_json()}
-        if gone or not engine.cluster.annotate_pod(st.current_pod, payload):
-            st.unpersisted = result.to_json()
-    emit_result_event(engine, st.name, pod, result)
+        if gone or not engine.cluster.annotate_pod(name, payload):
+            unpersisted = result.to_json()
+    emit_result_event(engine, step, pod, result)
+    return unpersisted
 
 
 def emit_result_event(
@@ -124,7 +177,8 @@ def stop_step(engine: Engine, st: StepState, why: str) -> None:
         pod = engine.informer.get(st.current_pod) or engine.informer.deleted(st.current_pod)
         outcome = classify(pod, main_container=st.spec.main_container)
         if outcome.terminal and pod is not None:
-            finish_attempt(engine, st, pod, outcome, engine.informer.get(st.current_pod) is None)
+            gone = engine.informer.get(st.current_pod) is None
+            finish_attempt(engine, st, pod, outcome, gone, sync=True)
             if st.status.terminal:
                 return
         else:

@@ -19,8 +19,10 @@ from zenml_oom_orchestrator.supervisor.observer import Observer
 from zenml_oom_orchestrator.supervisor.resume import attempt_of, resume
 from zenml_oom_orchestrator.supervisor.spec import RunResult, RunSpec, StepStatus
 from zenml_oom_orchestrator.supervisor.workqueue import WorkQueue
+from zenml_oom_orchestrator.supervisor.writes import URGENT, Writes
 
 log = logging.getLogger(__name__)
+WRITERS = 8  # API writer threads (creates, results, Events) per supervisor
 
 
 class SupervisorError(RuntimeError):
@@ -47,14 +49,16 @@ class Supervisor:
             watch_timeout=run_spec.watch_timeout_seconds,
         )
         self.engine = Engine(run_spec, self.cluster, self.informer, self.queue, observer)
+        self.engine.writes = Writes(self.queue, writer_threads(api_client))
         self._stop = threading.Event()
         self.result: RunResult | None = None
 
     def _on_pod_change(self, pod: dict[str, Any]) -> None:
         # Informer thread: only enqueue. The worker reads the cache when it gets the key.
+        # A step with an attempt in flight goes ahead of never-started steps.
         found = attempt_of(pod)
         if found is not None and found[0] in self.engine.states:
-            self.queue.add(found[0])
+            self.queue.add(found[0], URGENT)
 
     def stop(self) -> None:
         """Delete the attempts in flight and end the run stopped. Thread-safe."""
@@ -105,6 +109,14 @@ class Supervisor:
                 queue.add(name)
         resync = self.spec.resync_seconds
         last_resync = time.monotonic()
+        engine.writes.start()
+        try:
+            self._loop(resync, last_resync)
+        finally:
+            engine.writes.stop()
+
+    def _loop(self, resync: float, last_resync: float) -> None:
+        engine, queue = self.engine, self.queue
         while not engine.all_terminal():
             key = queue.get(timeout=resync)
             if time.monotonic() - last_resync >= resync:
@@ -144,6 +156,13 @@ class Supervisor:
                     self.cluster.annotate_pod(name, {naming.ANN_EXPIRES: expires})
             except Exception as exc:  # noqa: BLE001 - cleanup is best effort
                 log.warning("could not expire pod %s: %s", name, exc)
+
+
+def writer_threads(api_client: k8s.ApiClient) -> int:
+    """API writer threads: up to WRITERS, leaving the connection pool one connection for the
+    watch and one for the worker's own reads (urllib3 would open and drop extra ones)."""
+    pool = getattr(api_client.configuration, "connection_pool_maxsize", None) or 4
+    return max(1, min(WRITERS, pool - 2))
 
 
 def sweep_expired(cluster: ClusterApi) -> list[str]:

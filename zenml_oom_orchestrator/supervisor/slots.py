@@ -13,6 +13,7 @@ each finished attempt made every event cost O(waiters) reconciles.
 from __future__ import annotations
 
 from zenml_oom_orchestrator.supervisor.workqueue import WorkQueue
+from zenml_oom_orchestrator.supervisor.writes import URGENT
 
 
 class Slots:
@@ -64,4 +65,4 @@ class Slots:
             name = next(iter(line))
             del line[name]
             self.granted.add(name)
-            self.queue.add(name)
+            self.queue.add(name, URGENT if line is self.retries else 0)

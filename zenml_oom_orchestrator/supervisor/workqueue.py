@@ -7,7 +7,12 @@ Guarantees the engine relies on:
 - delayed adds keep only the earliest due time per key, so timers cannot pile up;
 - failure requeues back off per key (exponential) and overall (token bucket), and stop after
   `max_requeues`, so one broken key cannot spin (the Volcano controller leak);
-- the number of distinct keys held is bounded (`max_keys`): memory stays flat under churn.
+- the number of distinct keys held is bounded (`max_keys`): memory stays flat under churn;
+- priorities, after controller-runtime's priority queue: a key added with a higher `priority`
+  is handed out before every lower one (FIFO within a priority), and adding a waiting key again
+  with a higher priority moves it up (never down). The supervisor puts steps with an attempt
+  in flight (pod events, retries) above never-started ones, so an OOM kill is acted on at once
+  however many first attempts are still to be created.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import heapq
 import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Protocol
 
@@ -117,44 +121,58 @@ class WorkQueue:
         self.rate_limiter = rate_limiter or default_rate_limiter()
         self._clock = clock or time.monotonic
         self._cond = threading.Condition()
-        self._queue: deque[Hashable] = deque()
-        self._dirty: set[Hashable] = set()
+        # One FIFO lane per priority; dicts keep insertion order and allow O(1) moves.
+        self._lanes: dict[int, dict[Hashable, None]] = {}
+        self._dirty: dict[Hashable, int] = {}  # waiting (or re-added in process): priority
         self._processing: set[Hashable] = set()
         self._due: dict[Hashable, float] = {}  # earliest due time per delayed key
+        self._due_priority: dict[Hashable, int] = {}
         self._heap: list[tuple[float, int, Hashable]] = []  # may hold stale entries
         self._seq = itertools.count()  # tie-breaker: keys need not be orderable
         self._shut_down = False
 
     # -- adding ---------------------------------------------------------------------------
-    def add(self, key: Hashable) -> None:
-        """Queue `key` unless it is already waiting; a key in process is re-queued after `done`."""
+    def add(self, key: Hashable, priority: int = 0) -> None:
+        """Queue `key` unless it is already waiting (then raise its priority if this one is
+        higher); a key in process is re-queued after `done`."""
         with self._cond:
-            self._add_locked(key)
+            self._add_locked(key, priority)
 
-    def _add_locked(self, key: Hashable) -> None:
-        if self._shut_down or key in self._dirty:
+    def _add_locked(self, key: Hashable, priority: int) -> None:
+        if self._shut_down:
+            return
+        old = self._dirty.get(key)
+        if old is not None:
+            if priority > old:
+                self._dirty[key] = priority
+                if key not in self._processing:
+                    del self._lanes[old][key]
+                    self._lanes.setdefault(priority, {})[key] = None
             return
         if len(self._dirty) + len(self._due) >= self.max_keys and key not in self._due:
             raise QueueFull(f"work queue holds {self.max_keys} keys already")
-        self._dirty.add(key)
+        self._dirty[key] = priority
         if key not in self._processing:
-            self._queue.append(key)
+            self._lanes.setdefault(priority, {})[key] = None
             self._cond.notify()
 
-    def add_after(self, key: Hashable, delay: float) -> None:
+    def add_after(self, key: Hashable, delay: float, priority: int = 0) -> None:
         """Queue `key` once `delay` seconds have passed (the earliest of several wins)."""
         if delay <= 0:
-            self.add(key)
+            self.add(key, priority)
             return
         with self._cond:
             if self._shut_down:
                 return
             due = self._clock() + delay
-            if key in self._due and self._due[key] <= due:
-                return
+            if key in self._due:
+                self._due_priority[key] = max(priority, self._due_priority.get(key, priority))
+                if self._due[key] <= due:
+                    return
             if key not in self._due and len(self._dirty) + len(self._due) >= self.max_keys:
                 raise QueueFull(f"work queue holds {self.max_keys} keys already")
             self._due[key] = due
+            self._due_priority.setdefault(key, priority)
             heapq.heappush(self._heap, (due, next(self._seq), key))
             if len(self._heap) > 2 * len(self._due) + 16:  # drop superseded timers
                 self._heap = [(d, s, k) for d, s, k in self._heap if self._due.get(k) == d]
@@ -185,10 +203,8 @@ class WorkQueue:
                     return None
                 now = self._clock()
                 self._promote_due_locked(now)
-                if self._queue:
-                    key = self._queue.popleft()
-                    self._dirty.discard(key)
-                    self._processing.add(key)
+                key = self._pop_locked()
+                if key is not None:
                     return key
                 if deadline is not None and now >= deadline:
                     return None
@@ -197,20 +213,31 @@ class WorkQueue:
                 ]
                 self._cond.wait(max(0.0, min(wakes) - now) if wakes else None)
 
+    def _pop_locked(self) -> Hashable | None:
+        for priority in sorted(self._lanes, reverse=True):
+            lane = self._lanes[priority]
+            if lane:
+                key = next(iter(lane))
+                del lane[key]
+                del self._dirty[key]
+                self._processing.add(key)
+                return key
+        return None
+
     def _promote_due_locked(self, now: float) -> None:
         while self._heap and self._heap[0][0] <= now:
             due, _, key = heapq.heappop(self._heap)
             if self._due.get(key) != due:
                 continue  # superseded by an earlier timer
             del self._due[key]
-            self._add_locked(key)
+            self._add_locked(key, self._due_priority.pop(key, 0))
 
     def done(self, key: Hashable) -> None:
         """Finish processing `key`; if it was added meanwhile, it goes back in the queue."""
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:
-                self._queue.append(key)
+                self._lanes.setdefault(self._dirty[key], {})[key] = None
                 self._cond.notify()
 
     def shut_down(self) -> None:
@@ -222,7 +249,7 @@ class WorkQueue:
     def __len__(self) -> int:
         """Keys ready now (not counting delayed ones or ones in process)."""
         with self._cond:
-            return len(self._queue)
+            return sum(len(lane) for lane in self._lanes.values())
 
     def pending_timers(self) -> int:
         with self._cond:
