@@ -145,10 +145,8 @@ class Engine:
     # -- the state machine --------------------------------------------------------------------
     def reconcile(self, key: str) -> None:
         st = self.states.get(key)
-        if st is None or self.writes.settle(key) or self.writes.busy(key) or st.status.terminal:
-            # settle: its writes are in flight (their end queues it again); busy: the writes'
-            # continuation just submitted the next ones (an inline retry's create)
-            return
+        if st is None or self.writes.settle(key) or st.status.terminal:
+            return  # (settle: its writes are in flight; their end queues it again)
         if self.stop_requested:
             finish.stop_step(self, st, "the run was stopped")
             return

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zenml_oom_orchestrator.localcluster.kubelet.simulated import ANNOTATION
 from zenml_oom_orchestrator.quantity import memory_bytes
 
+# The local kubelet's simulation contract (localcluster/kubelet/simulated.py), spelt out here:
+# the product side imports nothing from the emulator.
+ANNOTATION = "zenml-oom.local/simulate"
 NEEDS = "300Mi"  # an OOM step's need: attempt 1 (256Mi) is OOMKilled, attempt 2 (512Mi) is not
 
 

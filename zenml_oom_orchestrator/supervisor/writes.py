@@ -94,7 +94,7 @@ class Writes:
             return True
         del self._waiting[step]
         then(future)  # may raise: the worker requeues the step with backoff, as inline
-        return False
+        return step in self._waiting  # `then` submitted the next writes (an inline retry)
 
     def _loop(self) -> None:
         while True:
