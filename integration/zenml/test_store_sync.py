@@ -6,6 +6,7 @@ FAILED, or report nothing because SIGKILL came first); the server's own rules do
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
@@ -19,7 +20,7 @@ from zenml.utils.time_utils import utc_now
 
 from zenml_oom_orchestrator.orchestrators.store_sync import CLOSING_KEY, OPEN_STATUSES, StoreSync
 
-pytestmark = pytest.mark.zenml
+pytestmark = [pytest.mark.zenml, pytest.mark.usefixtures("default_stack")]
 
 BUDGET = 3  # the step's stored retry.max_retries: 4 step runs, the 4th not retriable
 
@@ -44,6 +45,18 @@ def fork() -> None:
     x = source()
     left(x)
     right(x)
+
+
+@pytest.fixture(scope="module")
+def default_stack(zenml_server: object) -> Iterator[None]:
+    """Snapshots built here must carry the step's own budget. On this flavor's stack the
+    orchestrator raises it at submission (retry_budget), and earlier tests in the session
+    leave that stack active, so these tests pin the default stack themselves."""
+    client = Client()
+    before = client.active_stack_model.name
+    client.activate_stack("default")
+    yield
+    client.activate_stack(before)
 
 
 def _new_run(mode: ExecutionMode = ExecutionMode.CONTINUE_ON_FAILURE) -> UUID:
@@ -109,6 +122,10 @@ def test_killed_final_attempt_ends_failed_with_budget_left(zenml_server: object)
     )
 
     runs = sync.step_runs("left")
+    stored = Client().get_pipeline_run(run_id).snapshot
+    assert stored is not None
+    left_retry = stored.step_configurations["left"].config.retry
+    assert left_retry is not None and left_retry.max_retries == BUDGET, "stack changed the budget"
     assert [s.status.value for s in runs] == ["retried"] * BUDGET + ["failed"]
     final = Client().zen_store.get_run_step(runs[-1].id)
     assert final.exception_info is not None and message in final.exception_info.message
