@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from ..supervisor.workqueue import WorkQueue  # deduplicated keys, one worker per key
 from .errors import AlreadyExists, ApiError, NotFound
 from .jobspec import (
     FAILURE_TARGET,
@@ -43,6 +42,7 @@ from .jobstatus import (
     uid_of,
     wanted_active,
 )
+from .keyqueue import KeyQueue  # deduplicated keys, one worker per key
 from .kubelet.events import now as now_rfc3339
 from .kubelet.events import record_event
 from .kubelet.informer import Informer
@@ -75,7 +75,7 @@ class JobController:
         self.pod_backoff_max = pod_backoff_max
         self.create_retry = create_retry
         self._clock = clock
-        self._queue = WorkQueue()
+        self._queue = KeyQueue()
         self._lock = threading.Lock()  # guards _memory (the pod informer writes `deleted`)
         self._memory: dict[Key, JobMemory] = {}
         self._informers: list[Informer] = []
@@ -83,7 +83,7 @@ class JobController:
 
     def start(self) -> None:
         """Start the job and pod informers and the worker thread."""
-        self._queue = WorkQueue()
+        self._queue = KeyQueue()
         self._informers = [
             Informer(self.store, "jobs", self._on_job, name="job-controller-jobs"),
             Informer(self.store, "pods", self._on_pod, name="job-controller-pods"),
