@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-THROTTLE, ERROR, DROP, EXPIRE = "429", "500", "drop", "410"
+THROTTLE, ERROR, DROP, EXPIRE, FORBID = "429", "500", "drop", "410", "403"
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class FaultConfig:
     error_rate: float = 0.0  # 500 InternalError
     drop_rate: float = 0.0  # the connection closes without a response
     watch_expire_rate: float = 0.0  # a watch starts with an ERROR event carrying 410 Expired
+    forbid_rate: float = 0.0  # 403 Forbidden as RBAC's authorizer words it (a missing rule)
     verbs: frozenset[str] = field(default_factory=frozenset)
     resources: frozenset[str] = field(default_factory=frozenset)
     seed: int | None = None
@@ -56,7 +57,9 @@ class Faults:
     def decide(self, verb: str, resource: str) -> str | None:
         """Which fault (if any) this request gets: THROTTLE, ERROR, DROP or EXPIRE."""
         c = self._config
-        if not (c.throttle_rate or c.error_rate or c.drop_rate or c.watch_expire_rate):
+        if not (
+            c.throttle_rate or c.error_rate or c.drop_rate or c.watch_expire_rate or c.forbid_rate
+        ):
             return None  # the common case: no lock, no random draw
         if (c.verbs and verb not in c.verbs) or (c.resources and resource not in c.resources):
             return None
@@ -68,6 +71,7 @@ class Faults:
             (THROTTLE, c.throttle_rate),
             (ERROR, c.error_rate),
             (DROP, c.drop_rate),
+            (FORBID, c.forbid_rate),
         ):
             if roll < rate:
                 fault = name

@@ -64,6 +64,36 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
 
 
+def is_forbidden(exc: BaseException) -> bool:
+    """401/403: retrying cannot help; the ServiceAccount needs a rule (or a valid token)."""
+    return isinstance(exc, ApiException) and exc.status in (401, 403)
+
+
+def refusal_text(exc: ApiException) -> str:
+    """The API server's own words (its Status message, which names the verb, the resource and
+    the user), without the response headers that ApiException's str() dumps."""
+    try:
+        message = json.loads(exc.body or "").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{exc.status} {exc.reason}: {message}" if message else f"{exc.status} {exc.reason}"
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """One line for a log or a message: the API's own words for an ApiException."""
+    return refusal_text(exc) if isinstance(exc, ApiException) else str(exc)
+
+
+def forbidden_advice(exc: ApiException, namespace: str) -> str:
+    """What a 401/403 means for the run and what to change."""
+    return (
+        f"the API server refused the supervisor ({refusal_text(exc)}); retrying cannot help. "
+        "Give its ServiceAccount the Role the supervisor needs: python -m "
+        f"zenml_oom_orchestrator.rbac --namespace {namespace} | kubectl apply -f - "
+        "(and the orchestrator's service_account_name setting to that account)"
+    )
+
+
 def retry_after_seconds(exc: BaseException | None) -> float | None:
     """The server's Retry-After (seconds) on a 429/503, if it sent one."""
     if not isinstance(exc, ApiException) or exc.status not in (429, 503) or not exc.headers:

@@ -24,7 +24,12 @@ from zenml_oom_orchestrator.policy import (
     PolicyError,
 )
 from zenml_oom_orchestrator.supervisor import finish, manifests, naming, writes
-from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
+from zenml_oom_orchestrator.supervisor.cluster import (
+    ClusterApi,
+    forbidden_advice,
+    is_forbidden,
+    refusal_text,
+)
 from zenml_oom_orchestrator.supervisor.grow import Grower
 from zenml_oom_orchestrator.supervisor.informer import PodInformer
 from zenml_oom_orchestrator.supervisor.observer import BaseObserver, Observer
@@ -245,10 +250,13 @@ class Engine:
             self.slots.landed(st.name)
             if not isinstance(exc, ApiException) or exc.status not in (400, 403, 422):
                 raise  # transient: the worker requeues with backoff
+            why = (
+                forbidden_advice(exc, self.spec.namespace)
+                if is_forbidden(exc)
+                else refusal_text(exc)
+            )
             self.finish_step(
-                st,
-                StepStatus.FAILED,
-                f"the API refused attempt {number}'s pod: {exc.body or exc.reason}",
+                st, StepStatus.FAILED, f"the API refused attempt {number}'s pod: {why}"
             )
             return
         self.informer.assume(pod)

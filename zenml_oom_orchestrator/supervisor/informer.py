@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from zenml_oom_orchestrator.supervisor.cluster import ClusterApi, WatchExpired
+from zenml_oom_orchestrator.supervisor.cluster import ClusterApi, WatchExpired, describe_error
 
 log = logging.getLogger(__name__)
 Pod = dict[str, Any]
@@ -154,7 +154,7 @@ class PodInformer:
                     break
                 self.last_error = exc
                 failures += 1
-                log.warning("pod watch failed (%s), retry %d", exc, failures)
+                log.warning("pod watch failed (%s), retry %d", describe_error(exc), failures)
                 if failures >= 5:
                     self._rv = None  # resuming keeps failing: start over from a fresh list
                 self._stopped.wait(min(self.max_backoff, 0.1 * 2**failures))

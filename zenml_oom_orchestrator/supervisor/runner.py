@@ -10,9 +10,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from zenml_oom_orchestrator.supervisor import naming
-from zenml_oom_orchestrator.supervisor.cluster import ClusterApi
+from zenml_oom_orchestrator.supervisor.cluster import (
+    ClusterApi,
+    describe_error,
+    forbidden_advice,
+    is_forbidden,
+)
 from zenml_oom_orchestrator.supervisor.engine import Engine
 from zenml_oom_orchestrator.supervisor.informer import PodInformer
 from zenml_oom_orchestrator.supervisor.observer import Observer
@@ -73,14 +79,10 @@ class Supervisor:
         try:
             sweep_expired(self.cluster)
         except Exception as exc:  # noqa: BLE001 - housekeeping must not block a run
-            log.warning("could not sweep expired attempt pods: %s", exc)
+            log.warning("could not sweep expired attempt pods: %s", describe_error(exc))
         self.informer.start()
         try:
-            if not self.informer.wait_synced(sync_timeout):
-                raise SupervisorError(
-                    f"could not list the run's pods within {sync_timeout:g}s: "
-                    f"{self.informer.last_error}"
-                )
+            self._wait_synced(sync_timeout)
             restarted = self.cluster.mark_run_started(self.spec.run_id, self.spec.owner)
             resumed = resume(self.engine, self.informer.items(), restarted)
             following = {st.current_pod for st in self.engine.states.values()}
@@ -100,6 +102,18 @@ class Supervisor:
         self.result = result
         self.engine.hook("on_run_finished", result)
         return result
+
+    def _wait_synced(self, timeout: float) -> None:
+        """Until the pod cache has its first list; a 401/403 ends the wait at once."""
+        deadline = time.monotonic() + timeout
+        while not self.informer.wait_synced(min(0.5, max(0.0, deadline - time.monotonic()))):
+            error = self.informer.last_error
+            if isinstance(error, ApiException) and is_forbidden(error):
+                raise SupervisorError(forbidden_advice(error, self.spec.namespace))
+            if time.monotonic() >= deadline:
+                raise SupervisorError(
+                    f"could not list the run's pods within {timeout:g}s: {describe_error(error)}"
+                )
 
     def _work(self) -> None:
         engine, queue = self.engine, self.queue
@@ -133,6 +147,12 @@ class Supervisor:
                 engine.reconcile(key)
                 queue.forget(key)
             except Exception as exc:  # noqa: BLE001 - one step's trouble must not end the run
+                if is_forbidden(exc):  # permanent: say what to change now, not after backoff
+                    assert isinstance(exc, ApiException)
+                    advice = forbidden_advice(exc, self.spec.namespace)
+                    log.error("step %s: %s", key, advice)
+                    engine.give_up_on(key, advice)
+                    continue
                 log.warning("step %s: %s (will retry)", key, exc, exc_info=True)
                 if not queue.add_rate_limited(key):
                     engine.give_up_on(key, f"the supervisor kept failing on this step: {exc}")

@@ -16,12 +16,13 @@ from urllib.parse import parse_qsl, urlsplit
 from ..errors import (
     ApiError,
     BadRequest,
+    Forbidden,
     InternalError,
     MethodNotAllowed,
     NotFound,
     UnsupportedMediaType,
 )
-from ..faults import DROP, ERROR, EXPIRE, THROTTLE, FaultConfig, Faults
+from ..faults import DROP, ERROR, EXPIRE, FORBID, THROTTLE, FaultConfig, Faults
 from ..resources import REVIEWS
 from ..store import Store
 from . import handlers
@@ -35,6 +36,20 @@ from .tables import to_table, wants_table
 
 LogReader = Callable[[str, str, str, bool, "int | None"], str]
 _HEALTH = {"/healthz", "/livez", "/readyz"}
+
+
+def _forbidden(verb: str, route: Route) -> Forbidden:
+    """kube-apiserver's words for a request RBAC does not allow (a ServiceAccount's token)."""
+    what = route.rt.plural if route.name is None else f'{route.rt.plural} "{route.name}"'
+    where = f' in the namespace "{route.namespace}"' if route.namespace else " at the cluster scope"
+    resource = route.rt.plural + (f"/{route.subresource}" if route.subresource else "")
+    return Forbidden(
+        f'{what} is forbidden: User "system:serviceaccount:{route.namespace or "default"}:'
+        f'zenml-oom" cannot {verb} resource "{resource}" in API group "{route.rt.group}"{where}',
+        name=route.name,
+        group=route.rt.group,
+        kind=route.rt.plural,
+    )
 
 
 class ApiServer:
@@ -195,6 +210,8 @@ class Handler(BaseHTTPRequestHandler):
             resource = route.rt.plural + (f"/{route.subresource}" if route.subresource else "")
             api.count(verb, resource)
             fault = api.faults.decide(verb, resource)
+            if fault == FORBID:
+                raise _forbidden(verb, route)
             if fault is not None and self._inject(fault, api):
                 return
             self._dispatch(api, method, route, query, body, fault == EXPIRE)
