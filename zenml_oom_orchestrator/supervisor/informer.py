@@ -11,7 +11,9 @@ Memory stays flat however long the run: once the engine has recorded an attempt 
 `forget(name)`, and the pod is *settled*: its full dict (spec, status, annotations, ~15 KiB)
 is dropped from the cache and only its name is kept (for `names()`, i.e. expiry at run end).
 Later events about a settled pod still wake the engine but are not stored, and its deletion
-leaves no tombstone. Only the attempts in flight are held in full.
+leaves no tombstone. Only the attempts in flight are held in full, less `managedFields` (server
+-side apply's bookkeeping, a third or more of a pod's JSON; nothing here reads it), as client-go's
+`TransformStripManagedFields` does.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ ASSUME_TTL = 120.0  # an assumed pod never confirmed by list or watch is dropped
 
 def _rv(obj: Pod) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _trimmed(obj: Pod) -> Pod:
+    """The pod without `metadata.managedFields` (in place: the dict is ours, fresh from JSON)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
 
 
 def _name(obj: Pod) -> str:
@@ -108,7 +118,7 @@ class PodInformer:
         name = _name(pod)
         with self._lock:
             if name not in self._items and name not in self._settled:
-                self._items[name] = pod
+                self._items[name] = _trimmed(pod)
                 self._assumed[name] = time.monotonic()
             self._tombstones.pop(name, None)
 
@@ -179,6 +189,7 @@ class PodInformer:
         self._abort = None
 
     def _upsert(self, obj: Pod) -> None:
+        obj = _trimmed(obj)
         name = _name(obj)
         with self._lock:
             if name not in self._settled:
@@ -188,6 +199,7 @@ class PodInformer:
         self.on_change(obj)
 
     def _delete(self, obj: Pod) -> None:
+        obj = _trimmed(obj)
         name = _name(obj)
         with self._lock:
             last = self._items.pop(name, None)
@@ -212,7 +224,7 @@ class PodInformer:
 
     def _replace(self, items: list[Pod]) -> None:
         """Swap in a fresh list; deliver what changed and what vanished in the gap."""
-        fresh = {_name(p): p for p in items}
+        fresh = {_name(p): _trimmed(p) for p in items}
         listed = set(fresh)
         now = time.monotonic()
         with self._lock:
