@@ -1,0 +1,167 @@
+"""Issue 11 §6: faults only a real cluster has, made on the real tier while a run is in flight.
+The supervisor runs in this process against the tier's API server; the faults are real
+processes of the tier stopped and started again (components.py), and every test brings them
+back and waits for the node to be Ready, whatever happens.
+
+- the kube-apiserver SIGKILLed and started again (its watch and writes recover);
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import pytest
+from components import stopped, wait_for
+from kubernetes import client as k8s
+
+from zenml_oom_orchestrator.supervisor import RunResult, RunSpec, Supervisor, naming
+from zenml_oom_orchestrator.supervisor.testing import NEEDS, sim
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.real_only("stops and restarts processes of the real tier (API server, ...)"),
+]
+MI = 2**20
+POLICY = {"initial_memory": "256Mi", "memory_multiplier": 2, "grow_in_place": False}
+
+
+def _step(name: str, template: dict[str, Any], *upstream: str, **policy: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "pod_template": template,
+        "upstream": list(upstream),
+        "policy": {**POLICY, **policy},
+    }
+
+
+def _start(api_client: Any, spec: dict[str, Any]) -> tuple[Supervisor, dict[str, Any], Any]:
+    sup = Supervisor(api_client, RunSpec.model_validate(spec))
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.setdefault("r", sup.run()), daemon=True)
+    thread.start()
+    return sup, box, thread
+
+
+def _result(box: dict[str, Any], thread: Any, timeout: float) -> RunResult:
+    thread.join(timeout)
+    assert "r" in box, f"the run did not end within {timeout:g}s"
+    result: RunResult = box["r"]
+    return result
+
+
+def _pods(core: k8s.CoreV1Api, namespace: str, run_id: str) -> dict[str, k8s.V1Pod]:
+    found = core.list_namespaced_pod(namespace, label_selector=naming.run_selector(run_id))
+    return {p.metadata.name: p for p in found.items}
+
+
+def _phase(core: k8s.CoreV1Api, namespace: str, name: str) -> str | None:
+    try:
+        return str(core.read_namespaced_pod(name, namespace).status.phase)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _attempts_on_cluster(core: k8s.CoreV1Api, namespace: str, run_id: str) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for pod in _pods(core, namespace, run_id).values():
+        ann = pod.metadata.annotations
+        out.setdefault(ann[naming.ANN_STEP], []).append(int(ann[naming.ANN_ATTEMPT]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _our_events(core: k8s.CoreV1Api, namespace: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for ev in core.list_namespaced_event(namespace).items:
+        if ev.source and ev.source.component == naming.MANAGED_BY:
+            out.setdefault(ev.involved_object.name, []).append(ev.reason)
+    return out
+
+
+def _finished_at(pod: k8s.V1Pod) -> datetime:
+    (main,) = pod.status.container_statuses
+    return main.state.terminated.finished_at  # type: ignore[no-any-return]
+
+
+def _attempts(result: RunResult) -> dict[str, list[tuple[str, int]]]:
+    """step -> [(outcome kind, memory limit MiB)] per attempt."""
+    return {
+        name: [
+            (a.outcome.kind.value if a.outcome else "", a.memory_limit // MI) for a in s.attempts
+        ]
+        for name, s in result.steps.items()
+    }
+
+
+def _a_run_across_a_fault(run_id: str, namespace: str) -> dict[str, Any]:
+    """`long` runs across the fault; `oom` is OOM-killed at 256Mi about 3 s after it starts
+    (so while the component is down) and succeeds at 512Mi; `after` needs `long`."""
+    return {
+        "run_id": run_id,
+        "namespace": namespace,
+        "steps": [
+            _step("long", sim(25)),
+            _step("oom", sim(3, NEEDS), max_oom_retries=1),
+            _step("after", sim(0.5), "long"),
+        ],
+    }
+
+
+EXPECTED = {
+    "long": [("succeeded", 256)],
+    "oom": [("oom_killed", 256), ("succeeded", 512)],
+    "after": [("succeeded", 256)],
+}
+
+
+def _both_running(core: k8s.CoreV1Api, namespace: str, run_id: str) -> bool:
+    names = [naming.attempt_name(run_id, s, 1) for s in ("long", "oom")]
+    return all(_phase(core, namespace, n) == "Running" for n in names)
+
+
+def _check_no_duplicate(core: k8s.CoreV1Api, namespace: str, run_id: str) -> None:
+    """Exactly the attempts the run made exist, each with one Event of ours."""
+    assert _attempts_on_cluster(core, namespace, run_id) == {
+        "long": [1],
+        "oom": [1, 2],
+        "after": [1],
+    }
+    events = _our_events(core, namespace)
+    pods = _pods(core, namespace, run_id)
+    assert sorted(events) == sorted(pods)
+    assert all(len(reasons) == 1 for reasons in events.values()), events
+
+
+def _check_hit_mid_run(core: k8s.CoreV1Api, namespace: str, run_id: str, back: float) -> None:
+    """The fault hit mid-run: `oom` was OOM-killed before the component was back (the
+    container's end is in whole seconds), `long` ran on across it."""
+    pods = _pods(core, namespace, run_id)
+    oom_end = _finished_at(pods[naming.attempt_name(run_id, "oom", 1)]).timestamp()
+    assert oom_end < back, (oom_end, back)
+    assert _finished_at(pods[naming.attempt_name(run_id, "long", 1)]).timestamp() > back
+
+
+def test_api_server_killed_and_restarted_mid_run_watch_and_writes_recover(
+    cluster: Any, k8s_api_client: Any, cluster_namespace: str
+) -> None:
+    run_id = "apiserver-kill"
+    core = k8s.CoreV1Api(k8s_api_client)
+    sup, box, thread = _start(k8s_api_client, _a_run_across_a_fault(run_id, cluster_namespace))
+    wait_for(lambda: _both_running(core, cluster_namespace, run_id), 60, "`long` and `oom` running")
+
+    with stopped(cluster, "kube-apiserver", signal.SIGKILL) as apiserver:
+        time.sleep(5)  # `oom` is OOM-killed now, with nobody to tell
+    assert apiserver.stopped_at and apiserver.ready_at
+    back = apiserver.ready_at
+    print(f"\nkube-apiserver down for {back - apiserver.stopped_at:.1f}s (SIGKILL, started again)")
+
+    result = _result(box, thread, 120)
+    assert result.status.value == "succeeded", {n: s.message for n, s in result.steps.items()}
+    assert _attempts(result) == EXPECTED
+    _check_hit_mid_run(core, cluster_namespace, run_id, back)
+    _check_no_duplicate(core, cluster_namespace, run_id)
