@@ -74,6 +74,11 @@ _EVENT_KIND = (  # Events that still explain a pod whose status lost the reason,
     (("NodeControllerEviction", "NodeNotReady"), OutcomeKind.NODE_LOST),
 )
 _KILL_SIGNALS = {9, 15}  # SIGKILL, SIGTERM: something outside the step stopped it
+# The node lost how the container ended, so its exit code says nothing about the step:
+# the kubelet's own (the container vanished while the pod was terminated), and containerd's
+# CRI for a container whose task ended while containerd was down (exit 255 whatever the
+# step did; seen on the real tier for a step that had exited 0).
+_END_LOST_REASONS = {"ContainerStatusUnknown", "Unknown"}
 
 
 # --- Building outcomes ----------------------------------------------------------------------
@@ -83,9 +88,9 @@ def _failure(pod: PodView, view: ContainerView, term: Mapping[str, Any], evidenc
     """A container that ended badly without saying OOMKilled."""
     if pod.oom_hint:
         return outcome_from_term(OutcomeKind.OOM_KILLED, view, term, f"{evidence} + {pod.oom_hint}")
-    if get(term, "reason") == "ContainerStatusUnknown":
-        # The kubelet lost the container while the pod was being terminated (eviction,
-        # deletion): the step did not fail by itself.
+    if get(term, "reason") in _END_LOST_REASONS:
+        # The kubelet or the runtime lost the container's end (an eviction, a deletion, a
+        # containerd restart): the step did not fail by itself.
         return outcome_from_term(OutcomeKind.DISRUPTED, view, term, evidence)
     if term_signal(term) in _KILL_SIGNALS:
         return outcome_from_term(OutcomeKind.KILLED, view, term, evidence)
@@ -177,7 +182,7 @@ def _unexplained_end(pod: PodView) -> bool:
         return pod.phase == "Failed"
     return (
         term_signal(term) in _KILL_SIGNALS
-        or get(term, "reason") == "ContainerStatusUnknown"
+        or get(term, "reason") in _END_LOST_REASONS
         or (get(term, "exitCode") == 0 and pod.phase == "Failed")
     )
 

@@ -4,6 +4,7 @@ processes of the tier stopped and started again (components.py), and every test 
 back and waits for the node to be Ready, whatever happens.
 
 - the kube-apiserver SIGKILLed and started again (its watch and writes recover);
+- containerd restarted (the running containers survive in their shims);
 """
 
 from __future__ import annotations
@@ -124,13 +125,12 @@ def _both_running(core: k8s.CoreV1Api, namespace: str, run_id: str) -> bool:
     return all(_phase(core, namespace, n) == "Running" for n in names)
 
 
-def _check_no_duplicate(core: k8s.CoreV1Api, namespace: str, run_id: str) -> None:
+def _check_no_duplicate(
+    core: k8s.CoreV1Api, namespace: str, run_id: str, result: RunResult
+) -> None:
     """Exactly the attempts the run made exist, each with one Event of ours."""
-    assert _attempts_on_cluster(core, namespace, run_id) == {
-        "long": [1],
-        "oom": [1, 2],
-        "after": [1],
-    }
+    made = {n: [a.number for a in s.attempts] for n, s in result.steps.items()}
+    assert _attempts_on_cluster(core, namespace, run_id) == made
     events = _our_events(core, namespace)
     pods = _pods(core, namespace, run_id)
     assert sorted(events) == sorted(pods)
@@ -164,4 +164,50 @@ def test_api_server_killed_and_restarted_mid_run_watch_and_writes_recover(
     assert result.status.value == "succeeded", {n: s.message for n, s in result.steps.items()}
     assert _attempts(result) == EXPECTED
     _check_hit_mid_run(core, cluster_namespace, run_id, back)
-    _check_no_duplicate(core, cluster_namespace, run_id)
+    _check_no_duplicate(core, cluster_namespace, run_id, result)
+
+
+def test_containerd_restarted_mid_run_running_containers_survive(
+    cluster: Any, k8s_api_client: Any, cluster_namespace: str
+) -> None:
+    """containerd stopped for 5 s and started again. `long` runs across it in its shim and
+    ends as the same container. `short` exits 0 while containerd is down: containerd, back,
+    finds no task for it and reports exit 255, reason Unknown, whatever the step did. That is
+    no application error (before the fix the step failed on it): it is retried at the same
+    memory on the infrastructure budget. `oom` is OOM-killed while containerd is down: the
+    kubelet sees 255/Unknown first, or 255/OOMKilled once the shim's OOM event got through;
+    either way it ends escalated."""
+    run_id = "containerd-restart"
+    core = k8s.CoreV1Api(k8s_api_client)
+    spec = _a_run_across_a_fault(run_id, cluster_namespace)
+    spec["steps"].append(_step("short", sim(3)))
+    sup, box, thread = _start(k8s_api_client, spec)
+    wait_for(lambda: _both_running(core, cluster_namespace, run_id), 60, "`long` and `oom` running")
+    long_pod = naming.attempt_name(run_id, "long", 1)
+    (before,) = core.read_namespaced_pod(long_pod, cluster_namespace).status.container_statuses
+
+    with stopped(cluster, "containerd", signal.SIGTERM) as containerd:
+        assert containerd.pid() is None
+        time.sleep(5)  # `short` ends and `oom` is OOM-killed now, with no containerd to hear it
+    assert containerd.stopped_at and containerd.ready_at
+    back = containerd.ready_at
+    print(f"\ncontainerd down for {back - containerd.stopped_at:.1f}s")
+
+    result = _result(box, thread, 120)
+    attempts = _attempts(result)
+    print(attempts)
+    assert result.status.value == "succeeded", {n: s.message for n, s in result.steps.items()}
+    # The container that ran across the restart is the same one, never restarted.
+    (after,) = core.read_namespaced_pod(long_pod, cluster_namespace).status.container_statuses
+    assert after.container_id == before.container_id
+    assert after.restart_count == 0
+    assert after.state.terminated.exit_code == 0
+    pods = _pods(core, cluster_namespace, run_id)
+    lost = pods[naming.attempt_name(run_id, "short", 1)].status.container_statuses[0]
+    assert (lost.state.terminated.exit_code, lost.state.terminated.reason) == (255, "Unknown")
+    assert attempts["short"] == [("disrupted", 256), ("succeeded", 256)]
+    assert [a.budget for a in result.steps["short"].attempts] == [None, "infrastructure"]
+    assert attempts["oom"] in (EXPECTED["oom"], [("disrupted", 256), *EXPECTED["oom"]])
+    assert (attempts["long"], attempts["after"]) == (EXPECTED["long"], EXPECTED["after"])
+    _check_hit_mid_run(core, cluster_namespace, run_id, back)
+    _check_no_duplicate(core, cluster_namespace, run_id, result)
