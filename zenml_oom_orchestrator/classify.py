@@ -266,10 +266,33 @@ def _running(pod: PodView) -> Outcome:
     return Outcome(OutcomeKind.RUNNING, container=pod.name)
 
 
-def _node_lost(pod: PodView) -> Outcome | None:
-    """A pod that looks running but sits on a silent node, or has been terminating too long."""
-    if pod.node_lost_timeout is None:
+def _node_silent(pod: PodView) -> bool:
+    """The node controller flips only Ready when a node stops reporting; a failing readiness
+    probe flips ContainersReady too. So Ready=False with ContainersReady=True means the node."""
+    ready, containers = pod.condition("Ready"), pod.condition("ContainersReady")
+    return get(ready, "status") == "False" and get(containers, "status") != "False"
+
+
+def _evicted_from_silent_node(pod: PodView) -> Outcome | None:
+    """Deleted for a disruption (the taint manager once the pod's tolerationSeconds for an
+    unreachable or not-ready node ran out) while its node is silent: no kubelet will end it,
+    so the pod stays Running and Terminating. The cluster has decided; the attempt is over."""
+    cond = pod.condition("DisruptionTarget")
+    deleted = get(pod.raw, "metadata", "deletionTimestamp")
+    if not (deleted and get(cond, "status") == "True" and _node_silent(pod)):
         return None
+    reason = get(cond, "reason") or "DisruptionTarget"
+    message = f"{get(cond, 'message') or reason} (the pod's node stopped reporting)"
+    kind = _DISRUPTION_KIND.get(reason, OutcomeKind.DISRUPTED)
+    return pod_outcome(pod, kind, reason, message, "conditions[DisruptionTarget] + deletion")
+
+
+def _node_lost(pod: PodView) -> Outcome | None:
+    """A pod that looks running but sits on a silent node: evicted from it, or there (or
+    terminating) longer than node_lost_timeout."""
+    evicted = _evicted_from_silent_node(pod)
+    if evicted is not None or pod.node_lost_timeout is None:
+        return evicted
     deleted = get(pod.raw, "metadata", "deletionTimestamp")
     if deleted and pod.waited(deleted) >= pod.node_lost_timeout:
         message = "the pod has been terminating too long; its node is likely gone"
@@ -277,14 +300,8 @@ def _node_lost(pod: PodView) -> Outcome | None:
         return Outcome(
             OutcomeKind.NODE_LOST, pod.name, reason=reason, message=message, evidence=evidence
         )
-    ready, containers = pod.condition("Ready"), pod.condition("ContainersReady")
-    # The node controller flips only Ready when a node stops reporting; a failing readiness
-    # probe flips ContainersReady too. So Ready=False with ContainersReady=True means the node.
-    if (
-        get(ready, "status") == "False"
-        and get(containers, "status") != "False"
-        and pod.waited(get(ready, "lastTransitionTime")) >= pod.node_lost_timeout
-    ):
+    ready = pod.condition("Ready")
+    if _node_silent(pod) and pod.waited(get(ready, "lastTransitionTime")) >= pod.node_lost_timeout:
         message = "the pod's node stopped reporting (Ready=False while containers are ready)"
         reason, evidence = "NodeNotReady", "conditions[Ready]"
         return Outcome(

@@ -16,9 +16,10 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,53 @@ def restart(cluster: Any, name: str, sig: signal.Signals = signal.SIGTERM) -> No
     """Stop `name` and start it again at once (a crash and its supervisor's restart)."""
     with stopped(cluster, name, sig):
         pass
+
+
+@contextmanager
+def healthy_peer_node(api_client: Any, name: str = "realk8s-peer") -> Iterator[str]:
+    """A second node that stays Ready (this thread renews its Lease, as a kubelet does) but
+    takes no pods (cordoned). With the only node NotReady the node lifecycle controller
+    takes the zone for fully disrupted (a partition of the control plane, not of the node)
+    and evicts nothing: a single real node can never be evicted from. Beside a healthy peer
+    it taints the silent node NoExecute and the taint manager evicts as on any cluster."""
+    core = k8s.CoreV1Api(api_client)
+    leases = k8s.CoordinationV1Api(api_client)
+    now = lambda: time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())  # noqa: E731
+    core.create_node({"metadata": {"name": name}, "spec": {"unschedulable": True}})
+    stop = threading.Event()
+    try:
+        ready = {"type": "Ready", "status": "True", "reason": "KubeletReady"}
+        status = {
+            "capacity": {"cpu": "1", "memory": "1Gi", "pods": "10"},
+            "allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"},
+            "conditions": [{**ready, "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
+        }
+        core.patch_node_status(name, {"status": status})
+        leases.create_namespaced_lease(
+            "kube-node-lease",
+            {
+                "metadata": {"name": name},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now()},
+            },
+        )
+
+        def renew() -> None:
+            while not stop.wait(5):
+                with suppress(Exception):  # the API server may be away a moment
+                    leases.patch_namespaced_lease(
+                        name, "kube-node-lease", {"spec": {"renewTime": now()}}
+                    )
+
+        threading.Thread(target=renew, name="peer-node-lease", daemon=True).start()
+        yield name
+    finally:
+        stop.set()
+        for delete in (
+            lambda: leases.delete_namespaced_lease(name, "kube-node-lease"),
+            lambda: core.delete_node(name),
+        ):
+            try:
+                delete()
+            except k8s.ApiException as exc:
+                if exc.status != 404:
+                    raise
