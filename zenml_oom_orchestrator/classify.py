@@ -74,6 +74,11 @@ _EVENT_KIND = (  # Events that still explain a pod whose status lost the reason,
     (("NodeControllerEviction", "NodeNotReady"), OutcomeKind.NODE_LOST),
 )
 _KILL_SIGNALS = {9, 15}  # SIGKILL, SIGTERM: something outside the step stopped it
+# The node lost how the container ended, so its exit code says nothing about the step:
+# the kubelet's own (the container vanished while the pod was terminated), and containerd's
+# CRI for a container whose task ended while containerd was down (exit 255 whatever the
+# step did; seen on the real tier for a step that had exited 0).
+_END_LOST_REASONS = {"ContainerStatusUnknown", "Unknown"}
 
 
 # --- Building outcomes ----------------------------------------------------------------------
@@ -83,9 +88,9 @@ def _failure(pod: PodView, view: ContainerView, term: Mapping[str, Any], evidenc
     """A container that ended badly without saying OOMKilled."""
     if pod.oom_hint:
         return outcome_from_term(OutcomeKind.OOM_KILLED, view, term, f"{evidence} + {pod.oom_hint}")
-    if get(term, "reason") == "ContainerStatusUnknown":
-        # The kubelet lost the container while the pod was being terminated (eviction,
-        # deletion): the step did not fail by itself.
+    if get(term, "reason") in _END_LOST_REASONS:
+        # The kubelet or the runtime lost the container's end (an eviction, a deletion, a
+        # containerd restart): the step did not fail by itself.
         return outcome_from_term(OutcomeKind.DISRUPTED, view, term, evidence)
     if term_signal(term) in _KILL_SIGNALS:
         return outcome_from_term(OutcomeKind.KILLED, view, term, evidence)
@@ -177,7 +182,7 @@ def _unexplained_end(pod: PodView) -> bool:
         return pod.phase == "Failed"
     return (
         term_signal(term) in _KILL_SIGNALS
-        or get(term, "reason") == "ContainerStatusUnknown"
+        or get(term, "reason") in _END_LOST_REASONS
         or (get(term, "exitCode") == 0 and pod.phase == "Failed")
     )
 
@@ -261,10 +266,33 @@ def _running(pod: PodView) -> Outcome:
     return Outcome(OutcomeKind.RUNNING, container=pod.name)
 
 
-def _node_lost(pod: PodView) -> Outcome | None:
-    """A pod that looks running but sits on a silent node, or has been terminating too long."""
-    if pod.node_lost_timeout is None:
+def _node_silent(pod: PodView) -> bool:
+    """The node controller flips only Ready when a node stops reporting; a failing readiness
+    probe flips ContainersReady too. So Ready=False with ContainersReady=True means the node."""
+    ready, containers = pod.condition("Ready"), pod.condition("ContainersReady")
+    return get(ready, "status") == "False" and get(containers, "status") != "False"
+
+
+def _evicted_from_silent_node(pod: PodView) -> Outcome | None:
+    """Deleted for a disruption (the taint manager once the pod's tolerationSeconds for an
+    unreachable or not-ready node ran out) while its node is silent: no kubelet will end it,
+    so the pod stays Running and Terminating. The cluster has decided; the attempt is over."""
+    cond = pod.condition("DisruptionTarget")
+    deleted = get(pod.raw, "metadata", "deletionTimestamp")
+    if not (deleted and get(cond, "status") == "True" and _node_silent(pod)):
         return None
+    reason = get(cond, "reason") or "DisruptionTarget"
+    message = f"{get(cond, 'message') or reason} (the pod's node stopped reporting)"
+    kind = _DISRUPTION_KIND.get(reason, OutcomeKind.DISRUPTED)
+    return pod_outcome(pod, kind, reason, message, "conditions[DisruptionTarget] + deletion")
+
+
+def _node_lost(pod: PodView) -> Outcome | None:
+    """A pod that looks running but sits on a silent node: evicted from it, or there (or
+    terminating) longer than node_lost_timeout."""
+    evicted = _evicted_from_silent_node(pod)
+    if evicted is not None or pod.node_lost_timeout is None:
+        return evicted
     deleted = get(pod.raw, "metadata", "deletionTimestamp")
     if deleted and pod.waited(deleted) >= pod.node_lost_timeout:
         message = "the pod has been terminating too long; its node is likely gone"
@@ -272,14 +300,8 @@ def _node_lost(pod: PodView) -> Outcome | None:
         return Outcome(
             OutcomeKind.NODE_LOST, pod.name, reason=reason, message=message, evidence=evidence
         )
-    ready, containers = pod.condition("Ready"), pod.condition("ContainersReady")
-    # The node controller flips only Ready when a node stops reporting; a failing readiness
-    # probe flips ContainersReady too. So Ready=False with ContainersReady=True means the node.
-    if (
-        get(ready, "status") == "False"
-        and get(containers, "status") != "False"
-        and pod.waited(get(ready, "lastTransitionTime")) >= pod.node_lost_timeout
-    ):
+    ready = pod.condition("Ready")
+    if _node_silent(pod) and pod.waited(get(ready, "lastTransitionTime")) >= pod.node_lost_timeout:
         message = "the pod's node stopped reporting (Ready=False while containers are ready)"
         reason, evidence = "NodeNotReady", "conditions[Ready]"
         return Outcome(

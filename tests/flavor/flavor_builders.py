@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from zenml.config.compiler import Compiler
 from zenml.config.pipeline_configurations import PipelineConfiguration
@@ -24,6 +25,7 @@ from zenml_oom_orchestrator.flavors import (
     OOMKubernetesOrchestratorConfig,
     OOMKubernetesOrchestratorSettings,
 )
+from zenml_oom_orchestrator.orchestrators import step_pods
 from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     OOMKubernetesOrchestrator,
 )
@@ -92,3 +94,31 @@ def make_snapshot(steps: dict[str, Step]) -> PipelineSnapshotBase:
         client_version="0.98.0",
         server_version="0.98.0",
     )
+
+
+def step_template(
+    monkeypatch: Any, secrets: dict[str, str], snapshot_id: UUID | None = None, **config: Any
+) -> dict[str, Any]:
+    """The step pod template of step `train`, built by the flavor's own `step_pod_template`
+    for an orchestrator with `config`; the image lookup and the runtime environment, which
+    need a stored build and a stack, are stubbed through `monkeypatch`."""
+    monkeypatch.setattr(OOMKubernetesOrchestrator, "get_image", lambda **_: "img:1")
+    monkeypatch.setattr(step_pods.env_utils, "get_runtime_environment", lambda **_: {})
+    orchestrator = make_orchestrator(**config)
+    snapshot = SimpleNamespace(
+        **vars(make_snapshot({"train": compile_step(orchestrator)})),
+        id=snapshot_id or uuid4(),
+        project_id=uuid4(),
+    )
+    ctx = step_pods.StepPodContext(
+        snapshot=snapshot,  # type: ignore[arg-type]
+        pipeline_run=SimpleNamespace(id=uuid4(), name="run-1"),  # type: ignore[arg-type]
+        orchestrator=orchestrator,
+        stack=SimpleNamespace(),  # type: ignore[arg-type]
+        orchestrator_run_id="orch-1",
+        shared_env={"ZENML_STORE_URL": "https://zenml.example"},
+        secrets=secrets,
+        oidc_claims={},
+        workspace_user_id="user-1",
+    )
+    return step_pods.step_pod_template(ctx, "train")

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from flavor_builders import compile_step, make_orchestrator, make_snapshot
+from flavor_builders import make_orchestrator, step_template
 from zenml.integrations.kubernetes.constants import KUBERNETES_CRON_JOB_METADATA_KEY
 from zenml.integrations.kubernetes.flavors.kubernetes_orchestrator_flavor import (
     KubernetesPodSettings,
@@ -40,26 +40,8 @@ SNAPSHOT_ID = uuid4()
 def _template(
     monkeypatch: pytest.MonkeyPatch, secrets: dict[str, str] | None = None, **config: Any
 ) -> dict[str, Any]:
-    monkeypatch.setattr(OOMKubernetesOrchestrator, "get_image", lambda **_: "img:1")
-    monkeypatch.setattr(step_pods.env_utils, "get_runtime_environment", lambda **_: {})
-    orchestrator = make_orchestrator(**config)
-    snapshot = SimpleNamespace(
-        **vars(make_snapshot({"train": compile_step(orchestrator)})),
-        id=SNAPSHOT_ID,
-        project_id=uuid4(),
-    )
-    ctx = step_pods.StepPodContext(
-        snapshot=snapshot,  # type: ignore[arg-type]
-        pipeline_run=SimpleNamespace(id=uuid4(), name="run-1"),  # type: ignore[arg-type]
-        orchestrator=orchestrator,
-        stack=SimpleNamespace(),  # type: ignore[arg-type]
-        orchestrator_run_id="orch-1",
-        shared_env={"ZENML_STORE_URL": "https://zenml.example"},
-        secrets={"ZENML_STORE_API_TOKEN": TOKEN} if secrets is None else secrets,
-        oidc_claims={},
-        workspace_user_id="user-1",
-    )
-    return step_pods.step_pod_template(ctx, "train")
+    secrets = {"ZENML_STORE_API_TOKEN": TOKEN} if secrets is None else secrets
+    return step_template(monkeypatch, secrets, SNAPSHOT_ID, **config)
 
 
 def _plain_token_values(pod: dict[str, Any]) -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flavor_builders import compile_step, make_orchestrator, make_snapshot
+from flavor_builders import compile_step, make_orchestrator, make_snapshot, step_template
+from kubernetes.client import V1Toleration
 from pydantic import ValidationError
 
 from zenml_oom_orchestrator.flavors import (
@@ -16,6 +17,7 @@ from zenml_oom_orchestrator.flavors import (
 from zenml_oom_orchestrator.orchestrators.oom_kubernetes_orchestrator import (
     OOMKubernetesOrchestrator,
 )
+from zenml_oom_orchestrator.supervisor import manifests
 
 
 def test_step_overrides_pipeline_overrides_component_field_by_field(
@@ -89,6 +91,51 @@ def test_stock_kubernetes_settings_still_work(orchestrator: OOMKubernetesOrchest
     assert settings.privileged is True
     assert settings.max_parallelism == 2
     assert settings.max_memory == "4Gi"
+
+
+def test_pod_settings_tolerations_with_seconds_reach_every_attempt_pod(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11 §6: a user shortens how long a step's pod stays on a node that stopped
+    reporting (the API server's default is 300 s) through pod_settings.tolerations; the
+    taint manager then evicts it after that many seconds and the supervisor retries the step
+    on the infrastructure budget (integration/realcluster/test_real_faults.py, on a real
+    kubelet). Both spellings a user may write: the Kubernetes model and its JSON."""
+    lost = [
+        V1Toleration(
+            key="node.kubernetes.io/unreachable",
+            operator="Exists",
+            effect="NoExecute",
+            toleration_seconds=5,
+        ),
+        {
+            "key": "node.kubernetes.io/not-ready",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 5,
+        },
+    ]
+    template = step_template(monkeypatch, {}, pod_settings={"tolerations": lost})
+    pod = manifests.build_attempt_pod(
+        template,
+        name="p-train-a2",
+        namespace="ns",
+        run_id="run-1",
+        step_name="train",
+        attempt=2,
+        memory_request=2**30,
+        memory_limit=2**30,
+        main_container="main",
+        previous_outcome=None,
+        previous_result=None,
+        owner=None,
+        started_at=0.0,
+    )
+    got = {(t["key"], t["effect"], t["tolerationSeconds"]) for t in pod["spec"]["tolerations"]}
+    assert got == {
+        ("node.kubernetes.io/unreachable", "NoExecute", 5),
+        ("node.kubernetes.io/not-ready", "NoExecute", 5),
+    }
 
 
 def test_resource_settings_memory_is_accepted_as_the_start(
