@@ -65,8 +65,16 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def is_forbidden(exc: BaseException) -> bool:
-    """401/403: retrying cannot help; the ServiceAccount needs a rule (or a valid token)."""
-    return isinstance(exc, ApiException) and exc.status in (401, 403)
+    """401/403: retrying cannot help; the ServiceAccount needs a rule (or a valid token).
+
+    Except the ServiceAccount admission's 403 for a pod whose ServiceAccount does not exist
+    yet: in a namespace just made, the controller manager creates `default` a moment later
+    (seen on the real tier: 4 s after an API server restart), so that one is worth retrying.
+    """
+    if not isinstance(exc, ApiException) or exc.status not in (401, 403):
+        return False
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+    return "error looking up service account" not in (body or "")
 
 
 def refusal_text(exc: ApiException) -> str:

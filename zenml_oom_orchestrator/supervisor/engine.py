@@ -248,8 +248,10 @@ class Engine:
             pod, adopted = done.result()
         except Exception as exc:
             self.slots.landed(st.name)
-            if not isinstance(exc, ApiException) or exc.status not in (400, 403, 422):
-                raise  # transient: the worker requeues with backoff
+            if not isinstance(exc, ApiException) or not (
+                exc.status in (400, 422) or is_forbidden(exc)
+            ):
+                raise  # transient (a ServiceAccount not made yet too): the worker requeues
             why = (
                 forbidden_advice(exc, self.spec.namespace)
                 if is_forbidden(exc)
