@@ -36,7 +36,7 @@ def refused(status: int, reason: str, message: str) -> ApiException:
             "reason": reason,
             "code": status,
         }
-    )
+    ).encode()
     exc.headers = {"Audit-Id": "0f3c", "Content-Type": "application/json"}
     return exc
 
