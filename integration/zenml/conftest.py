@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
 from zenml_oom_orchestrator import rbac
 from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
@@ -125,3 +126,15 @@ def stock_stack(cluster_kind: str, request: pytest.FixtureRequest) -> str:
         ),
     )
     return STOCK_STACK
+
+
+@pytest.fixture
+def run_cluster(oom_stack: str, cluster_kind: str, request: pytest.FixtureRequest) -> Any:
+    """(API client, namespace) of the cluster the oom_stack runs pipelines on."""
+    if cluster_kind == "real":
+        namespace = request.getfixturevalue("real_namespace")
+        return request.getfixturevalue("real_cluster").api_client(), namespace
+    small_cluster = request.getfixturevalue("small_cluster")
+    return k8s_config.new_client_from_config(
+        config_file=str(small_cluster.kubeconfig_path)
+    ), stack.NAMESPACE

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 from zenml.integrations.kubernetes.constants import RUN_ID_ANNOTATION_KEY
@@ -26,22 +25,10 @@ from zenml_runs import read_outcome, wait_until
 from zenml_oom_orchestrator import cli_runs
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
 from zenml_oom_orchestrator.testing.pipelines import early_then_long
-from zenml_oom_orchestrator.testing.stack import NAMESPACE, no_build_docker_settings
+from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
 
 # On the real tier every pod imports ZenML on 2 shared cores: starting one takes 10-60 s.
 pytestmark = [pytest.mark.zenml, pytest.mark.cluster, pytest.mark.timeout(900)]
-
-
-@pytest.fixture
-def run_cluster(oom_stack: str, cluster_kind: str, request: pytest.FixtureRequest) -> Any:
-    """(API client, namespace) of the cluster the oom_stack runs pipelines on."""
-    if cluster_kind == "real":
-        namespace = request.getfixturevalue("real_namespace")
-        return request.getfixturevalue("real_cluster").api_client(), namespace
-    small_cluster = request.getfixturevalue("small_cluster")
-    return k8s_config.new_client_from_config(
-        config_file=str(small_cluster.kubeconfig_path)
-    ), NAMESPACE
 
 
 def _job_of(batch: k8s.BatchV1Api, namespace: str, run_id: Any) -> k8s.V1Job:

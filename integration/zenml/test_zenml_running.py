@@ -7,12 +7,12 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from kubernetes import client as k8s
 from zenml.client import Client
 from zenml.enums import ExecutionMode, ExecutionStatus
 from zenml.utils.run_utils import stop_run
 from zenml_runs import read_outcome, run_oom, wait_until
 
-from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
 from zenml_oom_orchestrator.testing.pipelines import (
     buggy,
@@ -20,7 +20,7 @@ from zenml_oom_orchestrator.testing.pipelines import (
     failing_beside_a_long_step,
     long_running,
 )
-from zenml_oom_orchestrator.testing.stack import NAMESPACE, no_build_docker_settings
+from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
 
 pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
 
@@ -49,7 +49,7 @@ def test_app_error_follows_the_users_retry_limit_not_the_oom_budget(oom_stack: s
 
 
 def test_cached_steps_start_no_pod_and_max_parallelism_holds(
-    oom_stack: str, small_cluster: LocalCluster
+    oom_stack: str, run_cluster: tuple[Any, str]
 ) -> None:
     settings = {**MEMORY, "max_parallelism": 1}
     # A tag of its own: no earlier run in the session (or on this server) can be a cache hit,
@@ -79,12 +79,13 @@ def test_cached_steps_start_no_pod_and_max_parallelism_holds(
         "report": ["cached"],
     }
     # Cached steps start no pod: the second run has only its orchestrator pod, and no attempts.
-    store = small_cluster.store
-    assert store is not None
+    api, namespace = run_cluster
+    core = k8s.CoreV1Api(api)
 
     def attempt_pods(run_id: Any) -> list[str]:
-        pods, _ = store.list("pods", NAMESPACE, label_selector=f"run_id={run_id},step_name")
-        return sorted(p["metadata"]["labels"]["step_name"] for p in pods)
+        selector = f"run_id={run_id},step_name"
+        pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+        return sorted(p.metadata.labels["step_name"] for p in pods)
 
     assert attempt_pods(first.run.id) == ["first", "report", "second"]
     assert attempt_pods(second.run.id) == []
