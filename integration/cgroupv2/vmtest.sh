@@ -13,12 +13,21 @@ STAGES=${STAGES:-"tests_alice tests_root demo_alice"}
 mkdir -p "$OUT"
 
 sec() { echo "===== $* [$(date +%T), uptime $(cut -d' ' -f1 /proc/uptime)s]"; }
+# Each line of a stage's output gets the time it arrived (where the minutes go under TCG).
+stamp() { while IFS= read -r line || [ -n "$line" ]; do printf '%(%T)T %s\n' -1 "$line"; done; }
 as_alice() { su -l alice -c "$1"; }
 
-# This checkout's files replace the image's copy; the venv (an editable install) stays.
+# This checkout's files replace the image's copy; the venv (an editable install) stays. Their
+# bytecode is compiled once here, as the owner: otherwise root's stages (which must not write
+# root-owned caches into alice's tree: PYTHONDONTWRITEBYTECODE) compile the project again in
+# every process, the demo's pods included, and under TCG that costs seconds per process.
 refresh_project() {
     find "$P" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
     tar -C "$P" -xf "$HERE/project.tar" && chown -R alice:alice "$P"
+    local start=$SECONDS
+    runuser -u alice -- "$P/.venv/bin/python" -m compileall -q -j 0 \
+        "$P/zenml_oom_orchestrator" "$P/examples" "$P/tests" "$P/integration"
+    echo "project refreshed, bytecode compiled in $((SECONDS - start))s"
 }
 
 facts() {
@@ -43,39 +52,53 @@ leftovers() {
     echo "nothing left behind"
 }
 
-# The tests that touch cgroups; a skip for want of cgroups is a failure here.
-tests() {  # $1: alice | root
-    local cmd="cd $P && timeout 1200 bash scripts/test $CGROUP_TESTS"
-    if [ "$1" = alice ]; then as_alice "$cmd"; else PYTHONDONTWRITEBYTECODE=1 bash -c "$cmd"; fi
-    local rc=$?
-    if grep -q -E "^SKIPPED.*no memory cgroups" "$OUT/tests_$1.out"; then echo "FAILED: a test was skipped for want of cgroups"; rc=1; fi
-    return $rc
+# $2 as $1 (alice | root); root writes no bytecode into alice's tree (refresh_project made it).
+as_user() {
+    if [ "$1" = alice ]; then as_alice "$2"; else PYTHONDONTWRITEBYTECODE=1 bash -c "$2"; fi
 }
 
-# The README's first command: real OOM kills, escalated to success. $1: alice | root.
+# The tests that touch cgroups (a skip for want of cgroups fails the stage: see verdict).
+tests() {  # $1: alice | root
+    as_user "$1" "cd $P && timeout 1200 bash scripts/test $CGROUP_TESTS"
+}
+
+# The README's first command: real OOM kills, escalated to success (see verdict). $1: alice | root.
 demo() {
-    local cmd="cd $P && timeout 1500 .venv/bin/zenml-oom demo"
-    # The pods' logs, copied out while the demo runs (it removes its directory at the end).
-    # The loop ends by itself (a killed one left its `sleep` behind for the leftovers check).
+    # The pods' logs and the pipeline's own output, copied out while the demo runs (it removes
+    # its directory at the end). The loop ends by itself (a killed one left its `sleep` behind
+    # for the leftovers check).
     local logs="$OUT/demo_$1.podlogs"
     mkdir -p "$logs"
-    (while [ ! -e "$logs.done" ]; do cp -r /tmp/zenml-oom-demo-*/cluster/kubelet-*/logs/. "$logs/" 2>/dev/null; sleep 2; done) &
+    (while [ ! -e "$logs.done" ]; do
+        cp -r /tmp/zenml-oom-demo-*/cluster/kubelet-*/logs/. "$logs/" 2>/dev/null
+        cp /tmp/zenml-oom-demo-*/pipeline.log "$logs/" 2>/dev/null
+        sleep 2
+    done) &
     local copier=$!
-    if [ "$1" = alice ]; then as_alice "$cmd"; else PYTHONDONTWRITEBYTECODE=1 bash -c "$cmd"; fi
+    as_user "$1" "cd $P && timeout 1500 .venv/bin/zenml-oom demo"
     local rc=$?
     touch "$logs.done" && wait "$copier"
-    grep -q 'OOMKilled' "$OUT/demo_$1.out" || { echo "no OOMKilled attempt in the demo"; rc=1; }
-    grep -q 'ended COMPLETED' "$OUT/demo_$1.out" || { echo "the demo's run did not complete"; rc=1; }
     return $rc
 }
 
 # The demo stopped with SIGTERM while its first attempt pod runs (integration/test_demo.py):
 # the leftovers check after the stage then covers the failure path. $1: alice | root.
 demo_stopped() {
-    local cmd="cd $P && timeout 1200 bash scripts/test integration/test_demo.py -k sigterm"
-    if [ "$1" = alice ]; then as_alice "$cmd"; else PYTHONDONTWRITEBYTECODE=1 bash -c "$cmd"; fi
+    as_user "$1" "cd $P && timeout 1200 bash scripts/test integration/test_demo.py -k sigterm"
 }
 
+# What a stage's complete output must (not) say. $1: stage; $2: its output (time-stamped lines).
+verdict() {
+    case $1 in
+        tests_*) if grep -q -E "^[0-9:]+ SKIPPED.*no memory cgroups" "$2"; then
+            echo "FAILED: a test was skipped for want of cgroups"; return 1; fi ;;
+        demo_*)
+            grep -q 'OOMKilled' "$2" || { echo "no OOMKilled attempt in the demo"; return 1; }
+            grep -q 'ended COMPLETED' "$2" || { echo "the demo's run did not complete"; return 1; } ;;
+    esac
+}
+
+sec refresh_project
 refresh_project
 facts >"$OUT/facts.out" 2>&1
 cat "$OUT/facts.out"
@@ -91,9 +114,14 @@ for s in $STAGES; do
         stop_alice) demo_stopped alice ;;
         stop_root) demo_stopped root ;;
         *) echo "unknown stage $s"; false ;;
-    esac >"$OUT/$s.out" 2>&1
-    rc=$?
-    { echo "-- kernel OOM kills:"; dmesg | grep -c 'Memory cgroup out of memory'; leftovers; } >>"$OUT/$s.out" 2>&1 || rc=1
+    esac 2>&1 | stamp >"$OUT/$s.out"
+    rc=${PIPESTATUS[0]}
+    note=$(verdict "$s" "$OUT/$s.out") || rc=1
+    {
+        [ -z "$note" ] || echo "$note"
+        echo "-- kernel OOM kills:"; dmesg | grep -c 'Memory cgroup out of memory'
+        leftovers || rc=1
+    } >>"$OUT/$s.out" 2>&1
     echo "$rc" >"$OUT/$s.rc"
     tail -15 "$OUT/$s.out"
     echo "$s: exit $rc in $(($(date +%s) - start))s" | tee -a "$OUT/summary"
