@@ -73,17 +73,22 @@ def is_forbidden(exc: BaseException) -> bool:
     """
     if not isinstance(exc, ApiException) or exc.status not in (401, 403):
         return False
-    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
-    return "error looking up service account" not in (body or "")
+    return "error looking up service account" not in (status_message(exc) or "")
+
+
+def status_message(exc: ApiException) -> str | None:
+    """The `message` of the Status body the API server sent (bytes or str), if it sent one."""
+    try:
+        message = json.loads(exc.body or "").get("message")
+    except (ValueError, AttributeError):
+        return None
+    return str(message) if message else None
 
 
 def refusal_text(exc: ApiException) -> str:
     """The API server's own words (its Status message, which names the verb, the resource and
     the user), without the response headers that ApiException's str() dumps."""
-    try:
-        message = json.loads(exc.body or "").get("message")
-    except (ValueError, AttributeError):
-        message = None
+    message = status_message(exc)
     return f"{exc.status} {exc.reason}: {message}" if message else f"{exc.status} {exc.reason}"
 
 

@@ -248,15 +248,12 @@ class Engine:
             pod, adopted = done.result()
         except Exception as exc:
             self.slots.landed(st.name)
-            if not isinstance(exc, ApiException) or not (
-                exc.status in (400, 422) or is_forbidden(exc)
-            ):
+            if isinstance(exc, ApiException) and is_forbidden(exc):
+                why = forbidden_advice(exc, self.spec.namespace)
+            elif isinstance(exc, ApiException) and exc.status in (400, 422):
+                why = refusal_text(exc)
+            else:
                 raise  # transient (a ServiceAccount not made yet too): the worker requeues
-            why = (
-                forbidden_advice(exc, self.spec.namespace)
-                if is_forbidden(exc)
-                else refusal_text(exc)
-            )
             self.finish_step(
                 st, StepStatus.FAILED, f"the API refused attempt {number}'s pod: {why}"
             )
