@@ -7,7 +7,7 @@ set -u
 OUT=${1:?results directory}
 HERE=$(cd "$(dirname "$0")" && pwd)
 P=/home/alice/project
-CGROUP_TESTS="tests/localcluster/test_cgroups.py tests/localcluster/test_kubelet.py tests/localcluster/test_cluster.py tests/localcluster/test_kubelet_resize.py"
+CGROUP_TESTS="tests/localcluster/test_cgroups.py tests/localcluster/test_kubelet.py tests/localcluster/test_cluster.py tests/localcluster/test_kubelet_resize.py tests/supervisor/test_sup_nearlimit.py"
 STAGES=$(cat "$HERE/stages" 2>/dev/null)
 STAGES=${STAGES:-"tests_alice tests_root demo_alice"}
 mkdir -p "$OUT"

@@ -1,5 +1,5 @@
-"""The near-the-limit readiness probe: on this machine's real memory cgroup (v1 here; the
-cgroup v2 VM tier does not run this file yet, so v2 is covered by the fake tree only), and on
+"""The near-the-limit readiness probe: on the machine's real memory cgroup (v1 here; v2 in the
+cgroup v2 VM tier, integration/cgroupv2, as alice's systemd scope and as root), and on
 fake /proc + /sys trees of both layouts (named as such: they stand in for a runc container's own
 cgroup view, which this machine cannot give a test)."""
 
