@@ -2,21 +2,33 @@
 with no OOM, through ZenML, on ZenML's stock ``kubernetes`` flavor and on ``oom_kubernetes``,
 alternating, N times each; wall time from the call to the run's COMPLETED in the store.
 
-    python integration/bench/no_overhead.py [--runs 5] [--width 9] [--json out.json]
+    python integration/bench/no_overhead.py [--cluster local|real] [--runs 5] [--width 9]
+                                            [--json out.json]
 
-Runs on the local cluster (real step processes in memory cgroups, a local ZenML server), both
-flavors with the same memory (512Mi, far above what the steps use) and asynchronous
-(`synchronous=False`), so the time is measured the same way for both: the store polled every
-0.25 s. A benchmark that prints figures, not a test (see BENCHMARKS.md).
+`--cluster real` runs on the real tier (integration/realcluster: kubelet and containerd 1.35 on
+this machine, the step image built from this checkout; started if it is not up, left up if it
+was), the local ZenML server on the node's bridge, both stacks as the real-tier ZenML tests
+register them (integration/zenml/real_stacks.py). `--cluster local` (default) runs on the local
+cluster (real step processes in memory cgroups). Both flavors get the same memory (512Mi, far
+above what the steps use) and run asynchronously (`synchronous=False`), so the time is measured
+the same way for both: the store polled every 0.25 s. This flavor runs with its defaults (growing
+in place on: every attempt has its near-limit readiness probe). A benchmark that prints figures,
+not a test (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,33 +43,64 @@ from zenml_oom_orchestrator.testing.zenml_server import local_zen_server
 
 MEMORY = "512Mi"
 DEADLINE = 600.0
+INTEGRATION = Path(__file__).resolve().parents[1]
 
 
-def run_once(flavor: str, width: int) -> tuple[float, str]:
-    """(seconds from the call to a finished status, that status)."""
+NO_GROWTH = "oom_kubernetes/no-growth"  # this flavor without the near-limit probe
+
+
+@dataclass
+class Timing:
+    """One run: its end in the store, and where its wall time went (from the step runs)."""
+
+    status: str
+    seconds: float  # the call to a finished status in the store
+    to_first_step: float  # the call to the first step's start
+    step_seconds: float  # median of the steps' own start-to-end times
+
+
+def run_once(variant: str, width: int) -> Timing:
     docker = stack.no_build_docker_settings()
-    if flavor == "kubernetes":
+    if variant == "kubernetes":
         Client().activate_stack("stock-stack")
         resources = {"requests": {"memory": MEMORY}, "limits": {"memory": MEMORY}}
         orchestrator: Any = {"synchronous": False, "pod_settings": {"resources": resources}}
     else:
         Client().activate_stack("oom-stack")
         orchestrator = OOMKubernetesOrchestratorSettings(
-            synchronous=False, initial_memory=MEMORY, max_memory=MEMORY
+            synchronous=False,
+            initial_memory=MEMORY,
+            max_memory=MEMORY,
+            grow_in_place=variant != NO_GROWTH,
         )
     settings = {"docker": docker, "orchestrator": orchestrator}
+    called = datetime.now(timezone.utc)
     started = time.monotonic()
     run = fan_out.with_options(settings=settings)(mib=1, width=width, seconds=1.0)
     assert run is not None
+    status = "timeout"
     while time.monotonic() - started < DEADLINE:
-        status = Client().get_pipeline_run(run.id, hydrate=False).status
-        if status.is_finished:
-            return time.monotonic() - started, status.value
+        status = Client().get_pipeline_run(run.id, hydrate=False).status.value
+        if ExecutionStatus(status).is_finished:
+            break
         time.sleep(0.25)
-    return time.monotonic() - started, "timeout"
+    seconds = time.monotonic() - started
+    steps = Client().list_run_steps(pipeline_run_id=run.id, size=100).items
+    starts = [_utc(s.start_time) for s in steps if s.start_time]
+    spans = [(_utc(s.end_time) - _utc(s.start_time)) for s in steps if s.start_time and s.end_time]
+    return Timing(
+        status,
+        seconds,
+        (min(starts) - called).total_seconds() if starts else float("nan"),
+        statistics.median(d.total_seconds() for d in spans) if spans else float("nan"),
+    )
 
 
-def register_stacks(server: Any, cluster: LocalCluster) -> None:
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def register_local_stacks(server: Any, cluster: LocalCluster) -> None:
     assert cluster.store is not None and cluster.kubeconfig_path is not None
     cluster.store.create("namespaces", {"metadata": {"name": stack.NAMESPACE}})
     stack.use_kubeconfig(cluster.kubeconfig_path)
@@ -71,39 +114,86 @@ def register_stacks(server: Any, cluster: LocalCluster) -> None:
     )
 
 
+@contextmanager
+def stacks_on(cluster_kind: str, tmp: Path) -> Iterator[str]:
+    """A ZenML server active in this process with `oom-stack` and `stock-stack` on the cluster;
+    yields what the figures ran on."""
+    if cluster_kind == "local":
+        with local_zen_server(tmp / "zenml") as server:
+            server.activate_in_process()
+            with LocalCluster(memory="16Gi", cpus=2) as cluster:
+                register_local_stacks(server, cluster)
+                yield "local cluster (16Gi, 2 CPUs)"
+        return
+    sys.path[:0] = [str(INTEGRATION / "realcluster"), str(INTEGRATION / "zenml")]
+    import real_stacks
+    from tier import RealTier
+
+    tier = RealTier(tmp / "realtier-up.log").start()
+    try:
+        with local_zen_server(tmp / "zenml", host=real_stacks.REAL_TIER_BRIDGE) as server:
+            server.activate_in_process()
+            with real_stacks.real_namespace(tier) as namespace:
+                server.cli("orchestrator", "flavor", "register", stack.FLAVOR_SOURCE)
+                real_stacks.register_real_oom_stack("oom-stack", namespace)
+                real_stacks.register_real_stock_stack("stock-stack", namespace)
+                yield f"real tier, namespace {namespace}"
+    finally:
+        tier.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="integration/bench/no_overhead.py")
+    parser.add_argument("--cluster", choices=("local", "real"), default="local")
     parser.add_argument("--runs", type=int, default=5, help="runs per flavor")
     parser.add_argument("--width", type=int, default=9, help="parallel steps (+1 after them)")
+    parser.add_argument(
+        "--no-growth-too",
+        action="store_true",
+        help=f"also run this flavor with grow_in_place=False ({NO_GROWTH}): the probe's cost",
+    )
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    times: dict[str, list[float]] = {"kubernetes": [], "oom_kubernetes": []}
-    statuses: dict[str, list[str]] = {"kubernetes": [], "oom_kubernetes": []}
+    variants = ["kubernetes", "oom_kubernetes"] + ([NO_GROWTH] if args.no_growth_too else [])
+    timings: dict[str, list[Timing]] = {v: [] for v in variants}
+    loads: list[float] = []
     with (
         tempfile.TemporaryDirectory(prefix="no-overhead-") as tmp,
-        local_zen_server(Path(tmp) / "zenml") as server,
+        stacks_on(args.cluster, Path(tmp)) as where,
     ):
-        server.activate_in_process()
-        with LocalCluster(memory="16Gi", cpus=2) as cluster:
-            register_stacks(server, cluster)
-            for i in range(args.runs):
-                # alternate who goes first, so a load trend hurts both alike
-                order = ["kubernetes", "oom_kubernetes"]
-                for flavor in order if i % 2 == 0 else order[::-1]:
-                    seconds, status = run_once(flavor, args.width)
-                    times[flavor].append(seconds)
-                    statuses[flavor].append(status)
-                    print(f"{flavor:<15} run {i + 1}: {status:<10} {seconds:6.1f}s", flush=True)
-    print(f"== {args.width + 1}-step pipeline, no OOM, wall time to a finished run ==")
-    for flavor, values in times.items():
+        print(f"== on the {where} ==", flush=True)
+        for i in range(args.runs):
+            # rotate who goes first, so a load trend hurts each alike
+            for variant in variants[i % len(variants) :] + variants[: i % len(variants)]:
+                timing = run_once(variant, args.width)
+                timings[variant].append(timing)
+                loads.append(os.getloadavg()[0])
+                print(
+                    f"{variant:<24} run {i + 1}: {timing.status:<10} {timing.seconds:6.1f}s  "
+                    f"(first step after {timing.to_first_step:5.1f}s, steps "
+                    f"{timing.step_seconds:4.1f}s each; load {loads[-1]:.1f})",
+                    flush=True,
+                )
+    print(
+        f"== {args.width + 1}-step pipeline, no OOM, wall time to a finished run "
+        f"(load {min(loads):.1f}-{max(loads):.1f}) =="
+    )
+    for variant, runs in timings.items():
+        values = [t.seconds for t in runs]
+        done = sum(t.status == ExecutionStatus.COMPLETED.value for t in runs)
         print(
-            f"  {flavor:<15} median {statistics.median(values):6.1f}s  "
+            f"  {variant:<24} median {statistics.median(values):6.1f}s  "
             f"min {min(values):6.1f}s  max {max(values):6.1f}s  "
-            f"completed {statuses[flavor].count(ExecutionStatus.COMPLETED.value)}/{len(values)}"
+            f"first step {statistics.median(t.to_first_step for t in runs):5.1f}s  "
+            f"step {statistics.median(t.step_seconds for t in runs):4.1f}s  "
+            f"completed {done}/{len(runs)}"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps({"seconds": times, "statuses": statuses}))
-    completed = all(s == ExecutionStatus.COMPLETED.value for v in statuses.values() for s in v)
+        runs_json = {v: [asdict(t) for t in runs] for v, runs in timings.items()}
+        Path(args.json).write_text(json.dumps({"runs": runs_json, "loads": loads, "on": where}))
+    completed = all(
+        t.status == ExecutionStatus.COMPLETED.value for r in timings.values() for t in r
+    )
     return 0 if completed else 1
 
 

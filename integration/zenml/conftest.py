@@ -12,16 +12,13 @@ cluster the pipelines run on, with this flavor and ZenML's stock Kubernetes flav
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
+import real_stacks
 from kubernetes import config as k8s_config
 
-from zenml_oom_orchestrator import rbac
 from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
 from zenml_oom_orchestrator.testing import stack
 from zenml_oom_orchestrator.testing.zenml_server import LocalZenServer, local_zen_server
@@ -31,8 +28,6 @@ from zenml_oom_orchestrator.testing.zenml_server import LocalZenServer, local_ze
 NODE_MEMORY = "2Gi"
 OOM_STACK = "oom-stack"
 STOCK_STACK = "stock-stack"
-REAL_TIER_BRIDGE = "10.88.0.1"  # the real node's bridge address (integration/realcluster/up.sh)
-REAL_TIER_CONTEXT = "realk8s"  # the context of the real tier's kubeconfig
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +35,7 @@ def zenml_server(
     tmp_path_factory: pytest.TempPathFactory, cluster_kind: str
 ) -> Iterator[LocalZenServer]:
     """A local ZenML server (`zenml login --local`), active in this process for the session."""
-    host = REAL_TIER_BRIDGE if cluster_kind == "real" else "127.0.0.1"
+    host = real_stacks.REAL_TIER_BRIDGE if cluster_kind == "real" else "127.0.0.1"
     with local_zen_server(tmp_path_factory.mktemp("zenml-config"), host=host) as server:
         server.activate_in_process()
         yield server
@@ -60,24 +55,8 @@ def small_cluster(zenml_server: LocalZenServer) -> Iterator[LocalCluster]:
 @pytest.fixture(scope="session")
 def real_namespace(zenml_server: LocalZenServer, real_cluster: Any) -> Iterator[str]:
     """A namespace of the session on the real tier, with rbac.py's ServiceAccount and Role."""
-    stack.use_kubeconfig(Path(real_cluster.kubeconfig_path))
-    name = f"zenml-e2e-{secrets.token_hex(3)}"
-    with real_cluster.api_client() as api:
-        k8s.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    real_cluster.apply_rbac(name)
-    yield name
-    real_cluster.remove_rbac(name)
-    with real_cluster.api_client() as api:
-        core = k8s.CoreV1Api(api)
-        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
-        core.delete_namespace(name)
-
-
-def _real_stack_config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return {
-        "kubernetes_context": REAL_TIER_CONTEXT,
-        "kubernetes_namespace": request.getfixturevalue("real_namespace"),
-    }
+    with real_stacks.real_namespace(real_cluster) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
@@ -94,15 +73,8 @@ def oom_stack(flavor_registered: str, cluster_kind: str, request: pytest.Fixture
     is off on the component: these tests count OOM kills, and a burst that thrashes at its
     limit for a second could be grown instead. test_grow_in_place.py turns it on per run."""
     if cluster_kind == "real":
-        config = _real_stack_config(request)
-        stack.register_stack(
-            OOM_STACK,
-            "oom-k8s",
-            "oom_kubernetes",
-            service_account_name=rbac.NAME,
-            grow_in_place=False,
-            **config,
-        )
+        namespace = request.getfixturevalue("real_namespace")
+        real_stacks.register_real_oom_stack(OOM_STACK, namespace, grow_in_place=False)
     else:
         request.getfixturevalue("small_cluster")
         stack.register_local_stack(OOM_STACK, grow_in_place=False)
@@ -114,7 +86,9 @@ def stock_stack(cluster_kind: str, request: pytest.FixtureRequest) -> str:
     """ZenML's stock flavor; on the real tier with its defaults (in-cluster config, and the
     ServiceAccount it makes itself), on the local one with what its pods need there."""
     if cluster_kind == "real":
-        stack.register_stack(STOCK_STACK, "stock-k8s", "kubernetes", **_real_stack_config(request))
+        real_stacks.register_real_stock_stack(
+            STOCK_STACK, request.getfixturevalue("real_namespace")
+        )
         return STOCK_STACK
     small_cluster: LocalCluster = request.getfixturevalue("small_cluster")
     stack.register_stack(
