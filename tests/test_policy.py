@@ -345,10 +345,13 @@ def test_learning_is_on_by_default_and_reads_cli_strings() -> None:
 def test_growing_in_place_is_on_by_default_and_validated() -> None:
     policy = OOMPolicy()
     assert policy.grow_in_place and policy.grow_at_fraction == 0.8
-    assert policy.max_growths_per_attempt == 4
+    assert policy.max_growths_per_attempt == 4 and policy.grow_check_seconds == 1
     assert OOMPolicy(grow_in_place="off").grow_in_place is False  # type: ignore[arg-type]
+    assert OOMPolicy(grow_check_seconds=30).grow_check_seconds == 30
     for kwargs, text in [
         ({"grow_at_fraction": 0.99}, "grow_at_fraction=0.99 is outside 0.5 to 0.95"),
+        ({"grow_check_seconds": 0}, "grow_check_seconds=0 is outside 1 to 30"),
+        ({"grow_check_seconds": 60}, "set grow_in_place=False"),
         ({"grow_at_fraction": float("nan")}, "set grow_in_place=False"),
         ({"max_growths_per_attempt": -1}, "max_growths_per_attempt=-1 is negative"),
         ({"grow_in_place": "maybe"}, "grow_in_place='maybe' is not true or false"),

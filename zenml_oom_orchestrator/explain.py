@@ -154,7 +154,10 @@ def explain_step(facts: StepFacts, run_status: str | None = None) -> str:
             + "."
         )
     if grown:
-        text += " (grow_in_place, grow_at_fraction and max_growths_per_attempt set this.)"
+        text += (
+            " (grow_in_place, grow_at_fraction, grow_check_seconds and max_growths_per_attempt "
+            "set this.)"
+        )
     learned = learned_from(facts.history)
     if learned:
         first = facts.history[0].get("memory_limit")

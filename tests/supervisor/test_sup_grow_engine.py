@@ -49,6 +49,14 @@ def test_growth_off_in_the_policy_adds_no_probe() -> None:
     assert "readinessProbe" not in h.pod("a", 1)["spec"]["containers"][0]
 
 
+def test_the_check_period_of_the_policy_is_the_probes() -> None:
+    h = Harness(
+        step("a", policy={"initial_memory": "512Mi", "grow_check_seconds": 5}), server=(1, 35)
+    )
+    h.settle()
+    assert h.pod("a", 1)["spec"]["containers"][0]["readinessProbe"]["periodSeconds"] == 5
+
+
 def test_not_ready_grows_twice_in_place_then_succeeds_in_one_attempt() -> None:
     h = Harness(step("a", policy={"initial_memory": "512Mi"}), server=(1, 35))
     h.settle()

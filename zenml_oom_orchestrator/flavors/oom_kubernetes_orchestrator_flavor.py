@@ -113,6 +113,9 @@ class OOMKubernetesOrchestratorSettings(KubernetesOrchestratorSettings):
     learning_window: int | None = Field(default=None, description=_describe("learning_window"))
     grow_in_place: bool | None = Field(default=None, description=_describe("grow_in_place"))
     grow_at_fraction: float | None = Field(default=None, description=_describe("grow_at_fraction"))
+    grow_check_seconds: int | None = Field(
+        default=None, description=_describe("grow_check_seconds")
+    )
     max_growths_per_attempt: int | None = Field(
         default=None, description=_describe("max_growths_per_attempt")
     )

@@ -154,7 +154,9 @@ class Grower:
         if main.get("readinessProbe"):
             log.info("step %s has its own readinessProbe: it is not grown in place", st.name)
             return
-        main["readinessProbe"] = near_limit_probe(policy.grow_at_fraction)
+        main["readinessProbe"] = near_limit_probe(
+            policy.grow_at_fraction, policy.grow_check_seconds
+        )
 
     def on_running(self, st: StepState, pod: dict[str, Any]) -> None:
         """The attempt's pod runs: act on a crossing, or on the outcome of a resize."""

@@ -1,9 +1,9 @@
 """The readiness probe that tells the supervisor a running step nears its memory limit.
 
-The kubelet runs it once a second in the step's main container; it fails (exit 1) while the
-container's working set is above a fraction of its current limit, so the kubelet flips the
-container's ``ready`` to false and the supervisor's one pod watch sees it within about a
-second: no API reads per step, no metrics-server, and no RBAC for the step pod (the kubelet
+The kubelet runs it every ``grow_check_seconds`` (default once a second) in the step's main
+container; it fails (exit 1) while the container's working set is above a fraction of its
+current limit, so the kubelet flips the container's ``ready`` to false and the supervisor's one
+pod watch sees it within about a period: no API reads per step, no metrics-server, and no RBAC for the step pod (the kubelet
 writes the status). It is POSIX ``sh``, so any image with ``/bin/sh`` runs it.
 
 Working set as the kubelet computes it: usage minus inactive file cache (cgroup v1:
@@ -49,11 +49,12 @@ def permille(fraction: float) -> int:
     return round(fraction * 1000)
 
 
-def near_limit_probe(fraction: float) -> dict[str, Any]:
-    """The main container's readinessProbe: not ready while above `fraction` of the limit."""
+def near_limit_probe(fraction: float, period_seconds: int = 1) -> dict[str, Any]:
+    """The main container's readinessProbe: not ready while above `fraction` of the limit,
+    checked every `period_seconds`."""
     return {
         "exec": {"command": ["sh", "-c", PROBE_SCRIPT, "oom-near-limit", str(permille(fraction))]},
-        "periodSeconds": 1,
+        "periodSeconds": period_seconds,
         "timeoutSeconds": 5,  # slow is not near the limit: only the script's answer fails it
         "successThreshold": 1,
         "failureThreshold": 1,
