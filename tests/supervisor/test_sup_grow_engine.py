@@ -57,6 +57,32 @@ def test_the_check_period_of_the_policy_is_the_probes() -> None:
     assert h.pod("a", 1)["spec"]["containers"][0]["readinessProbe"]["periodSeconds"] == 5
 
 
+def test_a_slow_check_period_is_waited_out_before_not_ready_is_trusted_again() -> None:
+    """After a growth the status keeps the old limit's ready=false until the probe runs again,
+    which with grow_check_seconds=20 may be 20 s later: no second growth before then."""
+    now = [1000.0]
+    h = Harness(
+        step("a", policy={"initial_memory": "512Mi", "grow_check_seconds": 20}), server=(1, 35)
+    )
+    h.engine.clock = lambda: now[0]  # type: ignore[method-assign]
+    h.settle()
+    pod = h.pod("a", 1)
+    ready(pod, True, 512)
+    h.settle()
+    ready(pod, False, 512)
+    h.settle()
+    ready(pod, False, 1024)  # the growth is in force; ready=false is still the old limit's
+    h.settle()
+    now[0] += 25  # past the 10 s of a one-second check, within the 20 s period's grace
+    ready(pod, False, 1024)
+    h.settle()
+    assert len(h.resize_api.resized) == 1
+    now[0] += 10  # 35 s after: the probe has run at 1Gi and still fails
+    ready(pod, False, 1024)
+    h.settle()
+    assert [r[3] // MI for r in h.resize_api.resized] == [1024, 2048]
+
+
 def test_not_ready_grows_twice_in_place_then_succeeds_in_one_attempt() -> None:
     h = Harness(step("a", policy={"initial_memory": "512Mi"}), server=(1, 35))
     h.settle()

@@ -185,7 +185,9 @@ class Grower:
             running = (status.get("state") or {}).get("running") or {}
             since = created_at({"metadata": {"creationTimestamp": running.get("startedAt")}})
             since = self.engine.clock() if since is None else since
-        wait = 0.0 if since is None else since + STARTUP_GRACE - self.engine.clock()
+        # The probe's next run may be a whole period away (grow_check_seconds).
+        grace = STARTUP_GRACE + st.spec.policy.grow_check_seconds - 1
+        wait = 0.0 if since is None else since + grace - self.engine.clock()
         if wait > 0:
             self.engine.queue.add_after(st.name, wait)
             return
