@@ -3,6 +3,7 @@ infrastructure budget, never the OOM budget."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -113,31 +114,27 @@ def _tolerant_template(code: str, seconds: int) -> dict[str, Any]:
     return body
 
 
-def test_node_going_not_ready_evicts_the_attempt_and_retries_it_when_the_node_is_back(
-    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
-) -> None:
-    """As on the real tier (test_real_faults): the node stops reporting, the pod stays Running
-    with Ready False; after its tolerationSeconds the taint manager deletes it and it stays
-    Terminating (no kubelet). The supervisor ends the attempt on that (disrupted,
-    DeletionByTaintManager), not after its own 300 s node_lost_timeout, and retries it at the
-    same memory on the infrastructure budget; attempt 2 runs once the node is back. (The
-    emulator's side of this is in tests/localcluster/test_kubelet_faults.py.)"""
-    run_id = "notready"
-    code = "import os, time; os.environ['OOM_ATTEMPT'] == '1' and time.sleep(60)"
+SLEEPS_ONCE = "import os, time; os.environ['OOM_ATTEMPT'] == '1' and time.sleep(60)"
+
+
+def _lose_the_node_under_one_step(
+    local_cluster: Any,
+    api_client: Any,
+    namespace: str,
+    run_id: str,
+    peer: bool,
+    pod_template: dict[str, Any] | None = None,
+    **run: Any,
+) -> Any:
+    """Attempt 1 of step `s` runs; its node goes silent (beside a Ready peer node or alone)
+    until attempt 1 has ended, then comes back. Returns the step's result."""
     sup, box, thread = _one_step(
-        k8s_api_client,
-        cluster_namespace,
-        run_id,
-        "s",
-        code,
-        "128Mi",
-        pod_template=_tolerant_template(code, 1),
+        api_client, namespace, run_id, "s", SLEEPS_ONCE, "128Mi", pod_template, **run
     )
     kubelet = local_cluster.kubelet
     a1 = pod_name(run_id, "s", 1)
-    wait_for(lambda: _running(local_cluster, cluster_namespace, a1), timeout=20, what="attempt 1")
-    # A Ready peer, as on the real tier: with every node NotReady nothing is evicted.
-    with healthy_peer_node(local_cluster.store):
+    wait_for(lambda: _running(local_cluster, namespace, a1), timeout=20, what="attempt 1")
+    with healthy_peer_node(local_cluster.store) if peer else contextlib.nullcontext():
         try:
             kubelet.set_node_ready(False)
             # The retry cannot be scheduled on a NotReady node: it waits, it is not lost.
@@ -147,19 +144,39 @@ def test_node_going_not_ready_evicts_the_attempt_and_retries_it_when_the_node_is
                     and len(sup.engine.states["s"].attempts) == 1
                 ),
                 timeout=20,
-                what="attempt 2 pending",
+                what="attempt 1 ended and attempt 2 pending",
             )
         finally:
             kubelet.set_node_ready(True)
     thread.join(30)
     step = box["result"].steps["s"]
     assert step.status is StepStatus.SUCCEEDED
-    first = step.attempts[0].outcome
-    assert first is not None and first.kind is OutcomeKind.DISRUPTED, first
-    assert first.reason == "DeletionByTaintManager"
     assert [a.outcome.kind for a in step.attempts[1:] if a.outcome] == [OutcomeKind.SUCCEEDED]
     assert [a.budget for a in step.attempts] == [None, "infrastructure"]
     assert {a.memory_limit // MI for a in step.attempts} == {128}
+    return step
+
+
+def test_node_going_not_ready_evicts_the_attempt_and_retries_it_when_the_node_is_back(
+    local_cluster: Any, k8s_api_client: Any, cluster_namespace: str
+) -> None:
+    """As on the real tier (test_real_faults, beside a Ready peer node): the node stops
+    reporting, the pod stays Running with Ready False; after its tolerationSeconds the taint
+    manager deletes it and it stays Terminating (no kubelet). The supervisor ends the attempt
+    on that (disrupted, DeletionByTaintManager), not after its own 300 s node_lost_timeout,
+    and retries it at the same memory on the infrastructure budget; attempt 2 runs once the
+    node is back. (The emulator's side: tests/localcluster/test_kubelet_faults.py.)"""
+    step = _lose_the_node_under_one_step(
+        local_cluster,
+        k8s_api_client,
+        cluster_namespace,
+        "notready",
+        peer=True,
+        pod_template=_tolerant_template(SLEEPS_ONCE, 1),
+    )
+    first = step.attempts[0].outcome
+    assert first is not None and first.kind is OutcomeKind.DISRUPTED, first
+    assert first.reason == "DeletionByTaintManager"
 
 
 def test_attempt_on_the_only_node_gone_silent_is_node_lost_after_the_timeout(
@@ -168,32 +185,14 @@ def test_attempt_on_the_only_node_gone_silent_is_node_lost_after_the_timeout(
     """The only node NotReady: the control plane evicts nothing (full disruption), the pod
     stays Running with Ready False for good. node_lost_timeout_seconds ends the attempt
     (`node_lost`, NodeNotReady) and it is retried at the same memory once the node is back."""
-    run_id = "silent"
-    code = "import os, time; os.environ['OOM_ATTEMPT'] == '1' and time.sleep(60)"
-    sup, box, thread = _one_step(
+    step = _lose_the_node_under_one_step(
+        local_cluster,
         k8s_api_client,
         cluster_namespace,
-        run_id,
-        "s",
-        code,
-        "128Mi",
+        "silent",
+        peer=False,
         node_lost_timeout_seconds=2,
     )
-    kubelet = local_cluster.kubelet
-    a1 = pod_name(run_id, "s", 1)
-    wait_for(lambda: _running(local_cluster, cluster_namespace, a1), timeout=20, what="attempt 1")
-    try:
-        kubelet.set_node_ready(False)
-        wait_for(
-            lambda: len(sup.engine.states["s"].attempts) == 1, timeout=20, what="attempt 1 ended"
-        )
-    finally:
-        kubelet.set_node_ready(True)
-    thread.join(30)
-    step = box["result"].steps["s"]
-    assert step.status is StepStatus.SUCCEEDED
     first = step.attempts[0].outcome
     assert first is not None and first.kind is OutcomeKind.NODE_LOST, first
     assert first.reason == "NodeNotReady"
-    assert [a.budget for a in step.attempts] == [None, "infrastructure"]
-    assert {a.memory_limit // MI for a in step.attempts} == {128}
