@@ -4,6 +4,7 @@ limit); a transient error keeps its backoff."""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Iterator
@@ -57,12 +58,19 @@ def test_local_api_server_refuses_creates_in_a_terminating_namespace_as_kube_api
     with pytest.raises(ApiException) as refused:
         core.create_namespaced_event(closing_namespace, body)
     assert refused.value.status == 403
-    status = refused.value.body
-    assert '"reason":"Forbidden"' in status.replace(" ", "")
-    assert (
-        f'events \\"e1\\" is forbidden: unable to create new content in namespace '
+    status = json.loads(refused.value.body)
+    assert status["reason"] == "Forbidden"
+    assert status["message"] == (
+        f'events "e1" is forbidden: unable to create new content in namespace '
         f"{closing_namespace} because it is being terminated"
-    ) in status
+    )
+    assert status["details"]["causes"] == [
+        {
+            "reason": "NamespaceTerminating",
+            "message": f"namespace {closing_namespace} is being terminated",
+            "field": "metadata.namespace",
+        }
+    ]
 
 
 def test_event_in_a_terminating_then_gone_namespace_is_dropped_at_once(

@@ -336,6 +336,13 @@ class Store(GarbageCollector):
                 f"{namespace} because it is being terminated",
                 name=name,
                 kind=rt.plural,
+                causes=[
+                    {
+                        "reason": "NamespaceTerminating",
+                        "message": f"namespace {namespace} is being terminated",
+                        "field": "metadata.namespace",
+                    }
+                ],
             )
 
     def _commit(
