@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from zenml_oom_orchestrator.classify import classify, parse_eviction_message
+from zenml_oom_orchestrator.classify import classify, node_lost_in, parse_eviction_message
 from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
 
 SHAPES_DIR = Path(__file__).parent / "pod_shapes"
@@ -281,3 +281,29 @@ def test_outcome_helpers() -> None:
     assert Outcome(OutcomeKind.EVICTED, memory_pressure=True).memory_related
     init = Outcome(OutcomeKind.APP_ERROR, container="init", init_container=True, message="boom")
     assert init.describe() == "app_error (init container init): boom"
+
+
+def test_node_lost_in_says_when_a_pod_on_a_silent_node_will_be_node_lost() -> None:
+    """Nothing writes a pod on a silent single node (no kubelet, no eviction), so the
+    supervisor must look again by itself when node_lost_timeout would end it."""
+    start = "2026-12-01T23:15:07Z"
+    pod = {
+        "metadata": {"name": "s-a1"},
+        "spec": {"containers": [{"name": "main"}]},
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Ready", "status": "False", "lastTransitionTime": start},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": start},
+            ],
+            "containerStatuses": [{"name": "main", "state": {"running": {"startedAt": start}}}],
+        },
+    }
+    t0 = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+    assert node_lost_in(pod, 5, now=t0 + 1) == 4
+    assert classify(pod, node_lost_timeout=5, now=t0 + 4.9).kind is OutcomeKind.RUNNING
+    assert classify(pod, node_lost_timeout=5, now=t0 + 5).kind is OutcomeKind.NODE_LOST
+    assert node_lost_in(pod, 5, now=t0 + 9) == 0
+    assert node_lost_in(pod, None) is None
+    pod["status"]["conditions"][0]["status"] = "True"  # type: ignore[index]
+    assert node_lost_in(pod, 5, now=t0 + 1) is None

@@ -43,7 +43,7 @@ from .podview import (
     term_signal,
 )
 
-__all__ = ["Outcome", "OutcomeKind", "classify", "parse_eviction_message"]
+__all__ = ["Outcome", "OutcomeKind", "classify", "node_lost_in", "parse_eviction_message"]
 
 # Reason strings come from the kubelet, the runtimes and the controllers; none is an enum.
 _IMAGE_REASONS = {
@@ -400,6 +400,34 @@ def classify(
         if outcome is not None:
             return outcome
     return _rule_phase(view)
+
+
+def node_lost_in(
+    pod: Any, node_lost_timeout: float | None, now: float | None = None
+) -> float | None:
+    """Seconds until ``classify`` would judge a running pod ``node_lost`` for sitting on a
+    silent node, or terminating, that long (``None`` if neither applies). Nothing writes such
+    a pod any more (no kubelet reports it; on a single node nothing evicts it), so no watch
+    event will bring it back to the caller: it must look again itself."""
+    if pod is None or node_lost_timeout is None:
+        return None
+    view = PodView.read(
+        pod,
+        None,
+        main_container="",
+        cgroup_oom=None,
+        now=time.time() if now is None else now,
+        pending_timeout=None,
+        node_lost_timeout=node_lost_timeout,
+    )
+    waits = []
+    deleted = get(view.raw, "metadata", "deletionTimestamp")
+    if deleted:
+        waits.append(node_lost_timeout - view.waited(deleted))
+    if _node_silent(view):
+        ready = view.condition("Ready")
+        waits.append(node_lost_timeout - view.waited(get(ready, "lastTransitionTime")))
+    return max(0.0, min(waits)) if waits else None
 
 
 def _gone(pod: PodView, main_container: str) -> Outcome:

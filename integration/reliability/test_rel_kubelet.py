@@ -68,7 +68,7 @@ def test_kubelet_killed_mid_run_lost_steps_retry_on_infrastructure_budget(
     )
 
     # The kubelet dies: the node stops reporting, the pods' processes die with it...
-    kubelet.set_node_ready(False, pod_phase="Unknown")
+    kubelet.set_node_ready(False)
     try:
         # ...and pod GC removes the pods of the dead node, with no final status.
         for pod in pods_of(store, cluster_namespace, RUN):

@@ -26,6 +26,7 @@ from .jobcontroller import JobController
 from .kubeconfig import DEFAULT_CONTEXT, write_kubeconfig
 from .kubelet import Kubelet
 from .kubelet.cgroups import new_cluster_id, owner_alive
+from .nodelifecycle import NodeLifecycleController
 from .scheduler import Scheduler
 from .store import Store
 from .validation import parse_quantity
@@ -95,6 +96,7 @@ class LocalCluster:
         self.kubelet: Kubelet | None = None
         self.scheduler: Scheduler | None = None
         self.job_controller: JobController | None = None
+        self.node_lifecycle: NodeLifecycleController | None = None
         self.kubeconfig_path: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -135,6 +137,8 @@ class LocalCluster:
         self._start_part(self.scheduler)
         self.job_controller = JobController(self.store, pod_backoff=self.job_backoff)
         self._start_part(self.job_controller)
+        self.node_lifecycle = NodeLifecycleController(self.store)
+        self._start_part(self.node_lifecycle)
         self.api_server = ApiServer(
             self.store, faults=self.faults, log_reader=self.kubelet.read_log
         )
@@ -202,6 +206,7 @@ class LocalCluster:
                 self._own_work_dir = None
             self.store = self.api_server = self.kubelet = None
             self.scheduler = self.job_controller = None
+            self.node_lifecycle = None
         if interrupted is not None:
             raise interrupted
 

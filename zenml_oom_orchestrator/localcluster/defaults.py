@@ -54,6 +54,31 @@ def _qos_class(spec: dict[str, Any]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+DEFAULT_TOLERATION_SECONDS = 300
+_NODE_GONE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def default_toleration_seconds(spec: dict[str, Any]) -> None:
+    """The DefaultTolerationSeconds admission (pods, on create): 300 s on a node that is not
+    ready or unreachable, unless the pod already has a toleration for that NoExecute taint."""
+    tolerations = list(spec.get("tolerations") or [])
+    for key in _NODE_GONE_TAINTS:
+        if not any(
+            (t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists"))
+            and t.get("effect") in (None, "", "NoExecute")
+            for t in tolerations
+        ):
+            tolerations.append(
+                {
+                    "key": key,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+                }
+            )
+    spec["tolerations"] = tolerations
+
+
 def apply_defaults(resource: str, obj: dict[str, Any]) -> None:
     """Fill the defaults a real API server adds to `obj` (in place), on create and update."""
     meta = obj["metadata"]

@@ -28,7 +28,7 @@ COMPONENT = "default-scheduler"
 _STOP = object()
 
 
-def _tolerates(pod: dict[str, Any], taint: dict[str, Any]) -> bool:
+def tolerates(pod: dict[str, Any], taint: dict[str, Any]) -> bool:
     for t in (pod.get("spec") or {}).get("tolerations") or []:
         if t.get("effect") and t["effect"] != taint.get("effect"):
             continue
@@ -210,7 +210,7 @@ class Scheduler:
         if not _ready(node) and not taints:
             taints = [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
         for taint in taints:
-            if not _tolerates(pod, taint):
+            if not tolerates(pod, taint):
                 why = f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"
                 return [why], True
         free, free_pods = self._free(node)

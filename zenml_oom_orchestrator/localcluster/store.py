@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .defaults import apply_defaults
+from .defaults import apply_defaults, default_toleration_seconds
 from .errors import AlreadyExists, BadRequest, Conflict, Expired, Forbidden, NotFound
 from .gc import GarbageCollector, Key
 from .objects import clone, timestamp
@@ -150,6 +150,8 @@ class Store(GarbageCollector):
             meta["creationTimestamp"] = timestamp(self.clock())
             meta["generation"] = 1
             apply_defaults(resource, new)
+            if resource == "pods" and isinstance(new.get("spec"), dict):
+                default_toleration_seconds(new["spec"])  # admission: on create only
             validate(rt, new)
             if rt.namespaced:
                 self._check_namespace_open(rt, meta["namespace"], meta["name"])
@@ -334,6 +336,13 @@ class Store(GarbageCollector):
                 f"{namespace} because it is being terminated",
                 name=name,
                 kind=rt.plural,
+                causes=[
+                    {
+                        "reason": "NamespaceTerminating",
+                        "message": f"namespace {namespace} is being terminated",
+                        "field": "metadata.namespace",
+                    }
+                ],
             )
 
     def _commit(

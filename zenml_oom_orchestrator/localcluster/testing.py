@@ -130,3 +130,30 @@ def _gone(store: Any, namespace: str) -> bool:
     except NotFound:
         return True
     return False
+
+
+@contextlib.contextmanager
+def healthy_peer_node(store: Any, name: str = "peer-node") -> Iterator[str]:
+    """A second Node that stays Ready but takes no pods (cordoned), as the real tier's
+    `healthy_peer_node`: with every node NotReady the node lifecycle controller takes it for a
+    partition of the control plane and evicts nothing; beside a Ready peer it taints the
+    silent node NoExecute and the taint manager evicts."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady"}
+    store.create(
+        "nodes",
+        {
+            "metadata": {"name": name},
+            "spec": {"unschedulable": True},
+            "status": {
+                "capacity": {"cpu": "1", "memory": "1Gi", "pods": "10"},
+                "allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"},
+                "conditions": [{**ready, "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}],
+            },
+        },
+    )
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(NotFound):
+            store.delete("nodes", None, name)

@@ -85,6 +85,17 @@ def status_message(exc: ApiException) -> str | None:
     return str(message) if message else None
 
 
+def namespace_closed(exc: BaseException) -> bool:
+    """A create refused for good because its namespace is going or gone: kube-apiserver's
+    NamespaceLifecycle admission answers 403 `... because it is being terminated` while the
+    namespace is Terminating, and 404 once it is gone. Retrying cannot change either."""
+    if not isinstance(exc, ApiException):
+        return False
+    if exc.status == 404:
+        return True
+    return exc.status == 403 and "because it is being terminated" in (status_message(exc) or "")
+
+
 def refusal_text(exc: ApiException) -> str:
     """The API server's own words (its Status message, which names the verb, the resource and
     the user), without the response headers that ApiException's str() dumps."""
@@ -348,6 +359,11 @@ class ClusterApi:
         try:
             self._json("create event", self.core.create_namespaced_event, self.namespace, event)
         except ApiException as exc:
+            if namespace_closed(exc):
+                # Its namespace is going or gone: no retry will bring the Event, so drop it
+                # with one line instead of failing (and requeueing) what wrote it.
+                log.warning("Event %s not recorded: %s", reason, refusal_text(exc))
+                return
             if exc.status != 409:  # 409: a restarted supervisor already said this
                 raise
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from zenml_oom_orchestrator.classify import classify
+from zenml_oom_orchestrator.classify import classify, node_lost_in
 from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
 from zenml_oom_orchestrator.policy import (
     AttemptRecord,
@@ -309,6 +309,9 @@ class Engine:
         if outcome.kind is OutcomeKind.RUNNING:
             st.status, st.message = StepStatus.RUNNING, f"attempt {st.current.number} running"
             self.grower.on_running(st, pod)
+            lost_in = node_lost_in(pod, self.spec.node_lost_timeout_seconds)
+            if lost_in is not None:  # nothing writes a pod on a silent node: look again then
+                self.queue.add_after(st.name, max(lost_in, 0.1), writes.URGENT)
             return
         if outcome.kind is OutcomeKind.UNSCHEDULABLE:
             outcome = explain_unschedulable(

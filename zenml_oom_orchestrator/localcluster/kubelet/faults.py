@@ -7,7 +7,6 @@ status writes.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -57,13 +56,13 @@ class NodeFaults:
                 preconditions={"uid": pod["metadata"]["uid"]},
             )
 
-    def set_node_ready(self, ready: bool = True, pod_phase: str = "Unknown") -> None:
-        """NotReady: like the node lifecycle controller after the node stops reporting. The
-        node's Ready condition goes Unknown with unreachable taints; its pods' processes die
-        and each running pod gets `pod_phase` ("Unknown" or "Failed") with reason NodeLost.
-        Ready again: the node is schedulable and the kubelet runs new pods again."""
-        if pod_phase not in ("Unknown", "Failed", "Running"):
-            raise ValueError(f"pod_phase must be Unknown, Failed or Running, not {pod_phase!r}")
+    def set_node_ready(self, ready: bool = True) -> None:
+        """NotReady: the node is lost (its kubelet and its pods' processes die) and, as the
+        node lifecycle controller does once the node stopped reporting, its conditions go
+        Unknown with the unreachable taints. Nobody writes the pods' status: each stays as the
+        kubelet last wrote it (Running) until the control plane acts on it (MarkPodsNotReady,
+        taint eviction: `localcluster/nodelifecycle.py`). Ready again: a kubelet is back; it
+        confirms the deletion of pods deleted meanwhile and runs the pods bound since."""
         with self._lock:
             self.ready = ready
             workers = [w for w in self.workers.values() if not w.finished]
@@ -71,11 +70,11 @@ class NodeFaults:
         if not ready:
             for w in workers:
                 with contextlib.suppress(RuntimeError):
-                    w.call(functools.partial(_node_lost, self, w, pod_phase))
+                    w.call(w.freeze)
             return
         pods, _ = self.store.list("pods", field_selector=f"spec.nodeName={self.node_name}")
         for pod in pods:
-            self._on_pod("ADDED", pod)  # pods bound while the node was away start now
+            self._on_pod("ADDED", pod)  # the kubelet back: terminating pods go, new ones start
 
     def evict_pod(self, namespace: str, name: str, message: str | None = None) -> dict[str, Any]:
         """Node-pressure eviction with a hard threshold (grace 0): containers are killed, the
@@ -98,12 +97,6 @@ class NodeFaults:
     def fail_image_pulls(self, *patterns: str) -> None:
         """Images matching any glob fail to pull from now on (ErrImagePull/ImagePullBackOff)."""
         self.image_pull_failures.extend(patterns)
-
-
-def _node_lost(kubelet: NodeFaults, worker: PodWorker, phase: str) -> None:
-    text = f"Node {kubelet.node_name} which was running pod {worker.name} is unresponsive"
-    worker.report_final(phase, "NodeLost", text)
-    worker.freeze()
 
 
 def _pressure_message(kubelet: NodeFaults, worker: PodWorker) -> str:

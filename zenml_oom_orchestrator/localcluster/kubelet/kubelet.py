@@ -162,6 +162,8 @@ class Kubelet(NodeFaults):
                     worker.pod_gone()
                 shutil.rmtree(self.dir / "logs" / uid, ignore_errors=True)
                 return
+            if not self.ready:
+                return  # the kubelet is gone: nothing on this node acts on the pod
             if worker is not None:
                 if not worker.post("pod", pod) and pod["metadata"].get("deletionTimestamp"):
                     self.finalize_deletion(pod)

@@ -107,17 +107,15 @@ def register_node(
 
 
 def set_node_ready_status(store: Any, name: str, ready: bool) -> dict[str, Any]:
-    """Flip the Ready condition; NotReady adds the unreachable NoSchedule/NoExecute taints."""
+    """Flip the Ready condition; NotReady adds the unreachable NoSchedule taint (the NoExecute
+    one is the node lifecycle controller's call: `localcluster/nodelifecycle.py`)."""
 
     def fn(node: dict[str, Any]) -> None:
         node["status"]["conditions"] = node_conditions(ready)
         spec = node.setdefault("spec", {})
         taints = [t for t in spec.get("taints") or [] if t.get("key") != UNREACHABLE]
         if not ready:
-            taints += [
-                {"key": UNREACHABLE, "effect": e, "timeAdded": now()}
-                for e in ("NoSchedule", "NoExecute")
-            ]
+            taints += [{"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": now()}]
         spec["taints"] = taints
         if not taints:
             spec.pop("taints")

@@ -131,12 +131,6 @@ class StatusWriter:
         """The DisruptionTarget condition: the pod ends for an infrastructure reason."""
         self._extra_conditions = set_condition([], "DisruptionTarget", "True", reason, message)
 
-    def report_final(self, phase: str, reason: str, message: str) -> None:
-        """Write `phase`/`reason` once and never report again (containers as last seen)."""
-        self._frozen = True
-        self._override = (phase, reason, message)
-        self.write_status()
-
     def write_status(self) -> None:
         """Write the status if it changed; foreign conditions and qosClass are kept."""
         mine = self.build_status()
