@@ -56,8 +56,8 @@ LOCAL_ONLY_PATHS = {
     "`zenml-oom cluster up`) or a server on 127.0.0.1; the #3440 scenario, the cap case and the "
     "stock flavor side by side (zenml/test_zenml_e2e.py), the orchestrator pod deleted "
     "mid-run (zenml/test_orchestrator_pod_deleted.py), and stop, caching, max_parallelism, "
-    "the execution modes and the user's retry limit (zenml/test_zenml_running.py) run on the "
-    "real tier too, and the "
+    "the execution modes and the user's retry limit (zenml/test_zenml_running.py) and the "
+    "examples (zenml/test_examples.py) run on the real tier too, and the "
     "exhausted node (zenml/test_node_exhausted.py) only there",
     "test_demo.py": "`zenml-oom demo` runs on the embedded local cluster by design (no Go needed)",
     "bench": "benchmarks the local cluster's simulated kubelet",
@@ -67,6 +67,7 @@ BOTH_CLUSTERS = {
     "zenml/test_zenml_e2e.py",
     "zenml/test_orchestrator_pod_deleted.py",
     "zenml/test_zenml_running.py",
+    "zenml/test_examples.py",
 }
 
 
