@@ -73,6 +73,7 @@ BOTH_CLUSTERS = {
     "zenml/test_failures_explained.py",
     "zenml/test_grow_in_place.py",
     "zenml/test_learned_start.py",
+    "zenml/test_token_secret.py",
 }
 
 
