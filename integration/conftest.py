@@ -56,8 +56,10 @@ LOCAL_ONLY_PATHS = {
     "`zenml-oom cluster up`) or a server on 127.0.0.1; the #3440 scenario, the cap case and the "
     "stock flavor side by side (zenml/test_zenml_e2e.py), the orchestrator pod deleted "
     "mid-run (zenml/test_orchestrator_pod_deleted.py), and stop, caching, max_parallelism, "
-    "the execution modes and the user's retry limit (zenml/test_zenml_running.py) run on the "
-    "real tier too, and the "
+    "the execution modes and the user's retry limit (zenml/test_zenml_running.py), the "
+    "examples (zenml/test_examples.py), a step no node can hold (zenml/test_failures_explained"
+    ".py) growth in place (zenml/test_grow_in_place.py) and the learned start "
+    "(zenml/test_learned_start.py) run on the real tier too, and the "
     "exhausted node (zenml/test_node_exhausted.py) only there",
     "test_demo.py": "`zenml-oom demo` runs on the embedded local cluster by design (no Go needed)",
     "bench": "benchmarks the local cluster's simulated kubelet",
@@ -67,6 +69,11 @@ BOTH_CLUSTERS = {
     "zenml/test_zenml_e2e.py",
     "zenml/test_orchestrator_pod_deleted.py",
     "zenml/test_zenml_running.py",
+    "zenml/test_examples.py",
+    "zenml/test_failures_explained.py",
+    "zenml/test_grow_in_place.py",
+    "zenml/test_learned_start.py",
+    "zenml/test_token_secret.py",
 }
 
 

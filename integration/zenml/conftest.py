@@ -60,6 +60,13 @@ def real_namespace(zenml_server: LocalZenServer, real_cluster: Any) -> Iterator[
 
 
 @pytest.fixture(scope="session")
+def real_orchestrator_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The fields that put this flavor's orchestrator on the real tier: its context, the
+    session's namespace, and rbac.py's ServiceAccount for the orchestrator pod."""
+    return {**_real_stack_config(request), "service_account_name": rbac.NAME}
+
+
+@pytest.fixture(scope="session")
 def flavor_registered(zenml_server: LocalZenServer) -> str:
     """`zenml orchestrator flavor register ...`, exactly as the README says."""
     result = zenml_server.cli("orchestrator", "flavor", "register", stack.FLAVOR_SOURCE)

@@ -1,5 +1,13 @@
-"""The README's "Using it" path, for real: `zenml-oom cluster up`, `zenml-oom local-stack`, then
-every script in examples/ as the README runs it (``python examples/X.py``), nothing else.
+"""Every script in examples/ as the README runs it (``python examples/X.py`` from the clone),
+on either cluster (``--cluster``), with one test body for both:
+
+- local: the README's "Using it" path, for real: `zenml-oom cluster up`, `zenml-oom
+  local-stack`, then the scripts, nothing else;
+- real: as a user of a real cluster runs them (the README's minikube path): the session's stack
+  with this flavor active, and ``ZENML_OOM_RUN_CONFIG`` naming a run config with the real tier's
+  step image and ``skip_build``, so ZenML uploads examples/ to the artifact store and the pods
+  download it. The steps run in that image on the real kubelet, and the kernel OOM-kills them
+  in containerd's memory cgroups.
 
 It lives next to the flavor's end-to-end tests to share their session ZenML server (started by
 `zenml login --local`, as the README says): a twin server in another folder would fight over
@@ -13,7 +21,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +42,9 @@ REPO = Path(__file__).resolve().parents[2]
 VERIFY = REPO / "integration" / "minikube" / "verify_run.py"
 ZENML_OOM = str(Path(sys.executable).with_name("zenml-oom"))
 NODE_MEMORY = "2Gi"
-# The demo scaled to the 2Gi node: fits at once, one retry, two retries.
+STEP_IMAGE = "localhost/zenml-oom:dev"  # the real tier's step image (integration/realcluster)
+# The demo scaled to the local 2Gi node, and kept so on the real node, which other tests share:
+# fits at once, one retry, two retries (at most 1280Mi for one step, 1920Mi for all three).
 DEMO_ENV = {
     "OOM_DEMO_SIZES_MIB": "40,300,600",
     "OOM_DEMO_START": "320Mi",
@@ -48,10 +58,11 @@ class ReadmeSetup:
     kubeconfig: Path
     server: LocalZenServer
     stack_output: str
+    run_env: dict[str, str] = field(default_factory=dict)  # what else the user's shell sets
 
     def env(self, **extra: str) -> dict[str, str]:
         """The shell of a user who followed the README: its ZenML config and KUBECONFIG."""
-        return {**self.server.env(), "KUBECONFIG": str(self.kubeconfig), **extra}
+        return {**self.server.env(), "KUBECONFIG": str(self.kubeconfig), **self.run_env, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +111,31 @@ def readme(
             cluster.wait()
 
 
+@pytest.fixture(scope="module")
+def shell(
+    cluster_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReadmeSetup]:
+    """The shell the examples run in: after the README's local commands (`readme`), or on the
+    real tier with the session's oom_stack active and a run config naming the step image (the
+    README's minikube path). The stack active before is restored afterwards."""
+    if cluster_kind == "local":
+        yield request.getfixturevalue("readme")
+        return
+    server: LocalZenServer = request.getfixturevalue("zenml_server")
+    oom_stack: str = request.getfixturevalue("oom_stack")
+    kubeconfig = Path(request.getfixturevalue("real_cluster").kubeconfig_path)
+    run_config = tmp_path_factory.mktemp("examples") / "run-config.yaml"
+    run_config.write_text(
+        f"settings:\n  docker:\n    parent_image: {STEP_IMAGE}\n    skip_build: true\n"
+    )
+    active_before = Client().active_stack_model.id
+    Client().activate_stack(oom_stack)
+    try:
+        yield ReadmeSetup(kubeconfig, server, "", {"ZENML_OOM_RUN_CONFIG": str(run_config)})
+    finally:
+        Client().activate_stack(active_before)
+
+
 @dataclass
 class ExampleRun:
     proc: subprocess.CompletedProcess[str]
@@ -118,7 +154,7 @@ def run_example(setup: ReadmeSetup, script: str, **env: str) -> ExampleRun:
         env=setup.env(**env),
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=900,  # a pod imports ZenML in ~20 s on the real tier's 2 shared cores
     )
     print(proc.stdout[-3000:], proc.stderr[-3000:])
     pipeline = Path(script).stem if script != "oom_pipeline.py" else "oom_demo"
@@ -131,15 +167,20 @@ Example = Callable[..., ExampleRun]
 
 
 @pytest.fixture
-def example(readme: ReadmeSetup) -> Example:
-    """``example("X.py", **env)`` runs examples/X.py after the README's setup commands."""
+def example(shell: ReadmeSetup) -> Example:
+    """``example("X.py", **env)`` runs examples/X.py in the `shell`."""
 
     def run(script: str, **env: str) -> ExampleRun:
-        return run_example(readme, script, **env)
+        return run_example(shell, script, **env)
 
     return run
 
 
+@pytest.mark.local_only(
+    "`zenml-oom local-stack` registers a stack for the local cluster (local_cluster=True: no "
+    "image, code imported from this machine); the real tier runs the examples on a stack "
+    "with the step image instead"
+)
 def test_local_stack_registers_an_active_stack_with_no_builder_or_registry(
     readme: ReadmeSetup,
 ) -> None:
@@ -188,9 +229,7 @@ def open_step_runs(run: PipelineRunResponse) -> list[str]:
     return [f"{s.name}={s.status.value}" for s in page.items if s.status in OPEN_STATUSES]
 
 
-def test_oom_pipeline_escalates_every_step_to_success(
-    example: Example, readme: ReadmeSetup
-) -> None:
+def test_oom_pipeline_escalates_every_step_to_success(example: Example, shell: ReadmeSetup) -> None:
     ran = example("oom_pipeline.py", **DEMO_ENV)
     run = ran.run
     assert ran.proc.returncode == 0, ran.output[-3000:]
@@ -210,7 +249,7 @@ def test_oom_pipeline_escalates_every_step_to_success(
     verify = subprocess.run(
         [sys.executable, str(VERIFY), "--pipeline", "oom_demo", "--first-attempt", "train_0"]
         + ["--escalated", "train_1", "--escalated", "train_2"],
-        env=readme.env(),
+        env=shell.env(),
         capture_output=True,
         text=True,
         timeout=120,

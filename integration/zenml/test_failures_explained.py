@@ -7,7 +7,11 @@ after failed steps). This flavor raises ``PipelineRunFailedError`` after the att
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from kubernetes import client as k8s
+from kubernetes.utils import parse_quantity
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
@@ -15,19 +19,25 @@ from zenml_oom_orchestrator.flavors import (
     OOMKubernetesOrchestratorSettings,
     PipelineRunFailedError,
 )
-from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
+from zenml_oom_orchestrator.quantity import format_memory
 from zenml_oom_orchestrator.testing.pipelines import over_the_cap
-from zenml_oom_orchestrator.testing.stack import NAMESPACE
+from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
 
 pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
 
+TOO_BIG = "64Gi"  # more than any node of either cluster has (local 2Gi, real 8Gi)
+
 
 def test_a_step_no_node_can_hold_fails_the_synchronous_run_with_its_reason(
-    oom_stack: str, small_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+    oom_stack: str, run_cluster: tuple[Any, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # 4Gi on the 2Gi node: it can never be scheduled. No Docker settings: the local stack
-    # needs none.
-    settings = {"orchestrator": OOMKubernetesOrchestratorSettings(initial_memory="4Gi")}
+    api, namespace = run_cluster
+    nodes = k8s.CoreV1Api(api).list_node().items
+    largest = max(int(parse_quantity(n.status.allocatable["memory"])) for n in nodes)
+    settings = {
+        "docker": no_build_docker_settings(),
+        "orchestrator": OOMKubernetesOrchestratorSettings(initial_memory=TOO_BIG),
+    }
     active_before = Client().active_stack_model.id
     Client().activate_stack(oom_stack)
     try:
@@ -38,18 +48,17 @@ def test_a_step_no_node_can_hold_fails_the_synchronous_run_with_its_reason(
     out = capsys.readouterr().out
     print(out)
     why = failed.value.failed_steps["greedy"]
-    assert "4Gi" in why and "largest node has 2Gi allocatable" in why
+    assert TOO_BIG in why and f"largest node has {format_memory(largest)} allocatable" in why
     assert list(failed.value.failed_steps) == ["greedy"]
     assert f"zenml-oom explain {failed.value.run_name}" in str(failed.value)
     # The attempt table printed before it: the step that never got a pod says why.
     (row,) = [line for line in out.splitlines() if line.startswith("greedy ")]
-    assert "failed" in row and "the step starts with 4Gi" in row
+    assert "failed" in row and f"the step starts with {TOO_BIG}" in row
     run = Client().get_pipeline_run(failed.value.run_id)
     assert run.status is ExecutionStatus.FAILED
     # The orchestrator pod, whose log the client streams line by line, writes unbuffered:
     # block-buffered, a line cut at an 8 KiB flush boundary was printed half and never ended.
-    assert small_cluster.store is not None
-    selector = f"run_id={run.id}"
-    (job,) = small_cluster.store.list("jobs", NAMESPACE, label_selector=selector)[0]
-    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "PYTHONUNBUFFERED", "value": "1"} in env
+    jobs = k8s.BatchV1Api(api).list_namespaced_job(namespace, label_selector=f"run_id={run.id}")
+    (job,) = jobs.items
+    env = {(e.name, e.value) for e in job.spec.template.spec.containers[0].env or []}
+    assert ("PYTHONUNBUFFERED", "1") in env

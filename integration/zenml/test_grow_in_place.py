@@ -1,6 +1,7 @@
 """Issue 12 §6 through the ZenML flavor: a step that grows while it works is grown in place
 and the store shows ONE completed step run whose metadata lists the growth. Real ZenML server,
-real local cluster (pods/resize and exec readiness probes as a kubelet 1.35 serves them)."""
+on either cluster: the local one serves pods/resize and exec readiness probes as a kubelet 1.35
+does; on the real tier the kubelet resizes the running container's memory cgroup."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Never OOM twice: the demo pipeline run again starts each step at the memory it needed.
 
-Real ZenML server, real local cluster, real kernel OOM kills; ``examples/oom_pipeline.py`` run
+Real ZenML server, either cluster (on the real tier the steps run in its step image, and
+ZenML uploads examples/ for the pods), real kernel OOM kills; ``examples/oom_pipeline.py`` run
 as a user runs it, under a pipeline name of its own (``OOM_DEMO_PIPELINE``) so that no other
 test's runs are in its history. One history, in order:
 
@@ -26,15 +27,17 @@ from zenml.enums import ExecutionStatus
 
 from zenml_oom_orchestrator import cli_runs
 from zenml_oom_orchestrator.bench.learning import EXAMPLES, DemoRun, run_demo
-from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
 from zenml_oom_orchestrator.orchestrators import run_history
 from zenml_oom_orchestrator.policy import OOMPolicy
 from zenml_oom_orchestrator.testing.zenml_server import LocalZenServer
 
-pytestmark = [pytest.mark.zenml, pytest.mark.cluster]
+# The first test's setup runs the demo five times (about 7 min on the real tier).
+pytestmark = [pytest.mark.zenml, pytest.mark.cluster, pytest.mark.timeout(1500)]
 
 PIPELINE = "oom_demo_learned_start"
-# The demo scaled to the 2Gi test node, as in test_examples.py: fits, one retry, two retries.
+STEP_IMAGE = "localhost/zenml-oom:dev"  # the real tier's step image (integration/realcluster)
+# The demo scaled to the 2Gi test node, as in test_examples.py (and kept so on the shared real
+# node): fits, one retry, two retries.
 DEMO_ENV = {
     "OOM_DEMO_SIZES_MIB": "40,300,600",
     "OOM_DEMO_START": "320Mi",
@@ -65,19 +68,23 @@ def changed_examples(tmp: Path) -> Path:
 def runs(
     zenml_server: LocalZenServer,
     oom_stack: str,
-    small_cluster: LocalCluster,
+    cluster_kind: str,
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, DemoRun]]:
     tmp = tmp_path_factory.mktemp("learned-start")
+    real = cluster_kind == "real"
+    cluster = request.getfixturevalue("real_cluster" if real else "small_cluster")
     env = {
         **zenml_server.env(),
         **DEMO_ENV,
-        "KUBECONFIG": str(small_cluster.kubeconfig_path),
+        "KUBECONFIG": str(cluster.kubeconfig_path),
         "ZENML_ACTIVE_STACK_ID": str(Client().get_stack(oom_stack).id),
     }
+    image = STEP_IMAGE if real else None
 
     def demo(**kwargs: Any) -> DemoRun:
-        result = run_demo({**env, **kwargs.pop("env", {})}, PIPELINE, tmp, **kwargs)
+        result = run_demo({**env, **kwargs.pop("env", {})}, PIPELINE, tmp, image=image, **kwargs)
         print(f"\n{result.run.name}: {result.run.status.value} in {result.seconds:.1f}s")
         print({name: result.attempts(name) for name in FIRST_RUN})
         return result

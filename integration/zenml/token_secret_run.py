@@ -1,8 +1,10 @@
 """Run one small pipeline on an oom_kubernetes stack of an authenticated ZenML server.
 
-`python token_secret_run.py STACK ORCHESTRATOR [--pass-token-as-secret true|false]`, in an
-environment that is a client of that server (AuthenticatedZenServer.client_env) and has
-KUBECONFIG pointing at the local cluster. Registers the orchestrator and the stack (with
+`python token_secret_run.py STACK ORCHESTRATOR [--pass-token-as-secret true|false]
+[--config JSON]`, in an environment that is a client of that server
+(AuthenticatedZenServer.client_env) and has KUBECONFIG pointing at the cluster. Registers the
+orchestrator (with the orchestrator fields in JSON, e.g. the real tier's context, namespace and
+service account; the local cluster's by default) and the stack (with
 `pass_zenml_token_as_secret` only when given, so the default is what runs without it), runs
 `long_running` synchronously, and prints one JSON line: run id, snapshot id, statuses.
 """
@@ -24,8 +26,9 @@ def main() -> None:
     parser.add_argument("stack")
     parser.add_argument("orchestrator")
     parser.add_argument("--pass-token-as-secret", choices=["true", "false"])
+    parser.add_argument("--config", type=json.loads, default={})
     args = parser.parse_args()
-    config = {}
+    config = dict(args.config)
     if args.pass_token_as_secret is not None:
         config["pass_zenml_token_as_secret"] = args.pass_token_as_secret == "true"
     stack.register_stack(args.stack, args.orchestrator, "oom_kubernetes", **config)

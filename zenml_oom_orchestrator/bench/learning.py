@@ -62,21 +62,25 @@ class DemoRun:
         )
 
 
-def write_run_config(path: Path, pythonpath: Path, orchestrator: Mapping[str, Any]) -> Path:
-    """No image build or code upload (the local cluster runs this Python), the example's
-    folder importable in the pods, and extra orchestrator settings (e.g. learning off)."""
+def write_run_config(
+    path: Path, pythonpath: Path, orchestrator: Mapping[str, Any], image: str | None = None
+) -> Path:
+    """Extra orchestrator settings (e.g. learning off), and the code: with no ``image``, no
+    image build or code upload (the local cluster runs this Python) and the example's folder
+    importable in the pods; with one, that image unbuilt, and ZenML uploads the example's folder
+    to the artifact store for the pods to download (a real cluster)."""
     import yaml
 
     from zenml_oom_orchestrator.testing.stack import no_build_docker_settings
 
-    env = [{"name": "PYTHONPATH", "value": str(pythonpath)}]
-    settings = {"pod_settings": {"env": env}, "orchestrator_pod_settings": {"env": env}}
-    config = {
-        "settings": {
-            "docker": no_build_docker_settings().model_dump(exclude_defaults=True),
-            "orchestrator": {**settings, **orchestrator},
-        }
-    }
+    if image is not None:
+        docker: dict[str, Any] = {"parent_image": image, "skip_build": True}
+        settings: dict[str, Any] = {}
+    else:
+        docker = no_build_docker_settings().model_dump(exclude_defaults=True)
+        env = [{"name": "PYTHONPATH", "value": str(pythonpath)}]
+        settings = {"pod_settings": {"env": env}, "orchestrator_pod_settings": {"env": env}}
+    config = {"settings": {"docker": docker, "orchestrator": {**settings, **orchestrator}}}
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -88,16 +92,19 @@ def run_demo(
     learn: bool | None = None,
     examples: Path = EXAMPLES,
     timeout: float = 600,
+    image: str | None = None,
 ) -> DemoRun:
     """``python oom_pipeline.py`` from ``examples`` as pipeline ``pipeline``; its run.
 
     ``env`` holds the server's and stack's variables and the demo's sizes; ``learn`` sets
-    ``learn_start_memory`` in the run config (``None``: the default).
+    ``learn_start_memory`` in the run config (``None``: the default); ``image``: the step image
+    of a real cluster (see :func:`write_run_config`).
     """
     from zenml.client import Client
 
     extra = {} if learn is None else {"learn_start_memory": learn}
-    config = write_run_config(workdir / f"run-config-{time.monotonic_ns()}.yaml", examples, extra)
+    config_path = workdir / f"run-config-{time.monotonic_ns()}.yaml"
+    config = write_run_config(config_path, examples, extra, image)
     full_env = {**env, "OOM_DEMO_PIPELINE": pipeline, "ZENML_OOM_RUN_CONFIG": str(config)}
     started = time.monotonic()
     proc = subprocess.run(

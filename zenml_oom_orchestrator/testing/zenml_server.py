@@ -180,10 +180,11 @@ class AuthenticatedZenServer:
     root: Path
     port: int
     process: subprocess.Popen[bytes]
+    host: str = "127.0.0.1"  # the address it listens on, and that its clients and pods use
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def client_env(self) -> dict[str, str]:
         """A full environment for a subprocess that uses this server as the default user.
@@ -216,8 +217,11 @@ class AuthenticatedZenServer:
 
 
 @contextlib.contextmanager
-def authenticated_zen_server(root: Path, timeout: float = 120) -> Iterator[AuthenticatedZenServer]:
-    """Start :class:`AuthenticatedZenServer` with everything under ``root``; always stopped."""
+def authenticated_zen_server(
+    root: Path, timeout: float = 120, host: str = "127.0.0.1"
+) -> Iterator[AuthenticatedZenServer]:
+    """Start :class:`AuthenticatedZenServer` with everything under ``root``, listening on
+    ``host`` (an address pods can reach); always stopped."""
     import secrets
     import urllib.request
 
@@ -244,7 +248,7 @@ def authenticated_zen_server(root: Path, timeout: float = 120) -> Iterator[Authe
             "uvicorn",
             "zenml.zen_server.zen_server_api:app",
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(port),
         ],
@@ -252,7 +256,7 @@ def authenticated_zen_server(root: Path, timeout: float = 120) -> Iterator[Authe
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    server = AuthenticatedZenServer(root=root, port=port, process=process)
+    server = AuthenticatedZenServer(root=root, port=port, process=process, host=host)
     try:
         deadline = time.monotonic() + timeout
         while True:
