@@ -63,7 +63,7 @@ def real_namespace(zenml_server: LocalZenServer, real_cluster: Any) -> Iterator[
 def real_orchestrator_config(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The fields that put this flavor's orchestrator on the real tier: its context, the
     session's namespace, and rbac.py's ServiceAccount for the orchestrator pod."""
-    return {**_real_stack_config(request), "service_account_name": rbac.NAME}
+    return real_stacks.real_orchestrator_config(request.getfixturevalue("real_namespace"))
 
 
 @pytest.fixture(scope="session")

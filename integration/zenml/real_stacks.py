@@ -43,16 +43,20 @@ def real_namespace(real_cluster: Any) -> Iterator[str]:
             core.delete_namespace(name)
 
 
+def real_orchestrator_config(namespace: str) -> dict[str, Any]:
+    """The fields that put this flavor's orchestrator on the real tier: its context, the
+    namespace, and rbac.py's ServiceAccount for the orchestrator pod."""
+    return {
+        "kubernetes_context": REAL_TIER_CONTEXT,
+        "kubernetes_namespace": namespace,
+        "service_account_name": rbac.NAME,
+    }
+
+
 def register_real_oom_stack(name: str, namespace: str, **config: Any) -> None:
-    """This flavor on the real tier, its orchestrator pod as rbac.py's ServiceAccount."""
+    """This flavor on the real tier (`real_orchestrator_config`)."""
     stack.register_stack(
-        name,
-        "oom-k8s",
-        "oom_kubernetes",
-        kubernetes_context=REAL_TIER_CONTEXT,
-        kubernetes_namespace=namespace,
-        service_account_name=rbac.NAME,
-        **config,
+        name, "oom-k8s", "oom_kubernetes", **real_orchestrator_config(namespace), **config
     )
 
 
