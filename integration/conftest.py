@@ -58,8 +58,9 @@ LOCAL_ONLY_PATHS = {
     "mid-run (zenml/test_orchestrator_pod_deleted.py), and stop, caching, max_parallelism, "
     "the execution modes and the user's retry limit (zenml/test_zenml_running.py), the "
     "examples (zenml/test_examples.py), a step no node can hold (zenml/test_failures_explained"
-    ".py) growth in place (zenml/test_grow_in_place.py) and the learned start "
-    "(zenml/test_learned_start.py) run on the real tier too, and the "
+    ".py), growth in place (zenml/test_grow_in_place.py), the learned start "
+    "(zenml/test_learned_start.py) and the token Secret (zenml/test_token_secret.py) run on "
+    "the real tier too, and the "
     "exhausted node (zenml/test_node_exhausted.py) only there",
     "test_demo.py": "`zenml-oom demo` runs on the embedded local cluster by design (no Go needed)",
     "bench": "benchmarks the local cluster's simulated kubelet",

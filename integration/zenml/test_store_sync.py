@@ -20,7 +20,11 @@ from zenml.utils.time_utils import utc_now
 
 from zenml_oom_orchestrator.orchestrators.store_sync import CLOSING_KEY, OPEN_STATUSES, StoreSync
 
-pytestmark = [pytest.mark.zenml, pytest.mark.usefixtures("default_stack")]
+pytestmark = [
+    pytest.mark.zenml,
+    pytest.mark.usefixtures("default_stack"),
+    pytest.mark.local_only("uses no cluster (a ZenML server and simulated attempts): run once"),
+]
 
 BUDGET = 3  # the step's stored retry.max_retries: 4 step runs, the 4th not retriable
 

@@ -9,7 +9,10 @@ from zenml.enums import StackComponentType
 
 from zenml_oom_orchestrator.testing.zenml_server import LocalZenServer
 
-pytestmark = pytest.mark.zenml
+pytestmark = [
+    pytest.mark.zenml,
+    pytest.mark.local_only("uses no cluster (ZenML's CLI against a server): run once"),
+]
 
 BASE = ["--kubernetes_context=oom-local", "--local=True", "--skip_local_validations=True"]
 
