@@ -129,8 +129,9 @@ class OOMPolicy(BaseModel):
         default=1,
         description="How often (seconds, 1 to 30) the kubelet checks a running step's working "
         "set against grow_at_fraction (an exec readiness probe in its main container). Each "
-        "check costs the node about 40 ms of CPU (runc exec, measured on containerd 2.2), so "
-        "nine steps checked every second take a third of a core; a longer period costs less "
+        "check costs the node 30 to 40 ms of CPU (runc exec, measured on containerd 2.2), so "
+        "nine steps checked every second take a quarter to a third of a core; a longer period "
+        "costs less "
         "but catches only slower growth before the kernel kills the step.",
     )
     max_growths_per_attempt: int = Field(
