@@ -59,7 +59,8 @@ class Timing:
     step_seconds: float  # median of the steps' own start-to-end times
 
 
-def run_once(variant: str, width: int) -> Timing:
+def submit(variant: str, width: int) -> Any:
+    """Start the pipeline on `variant` without waiting; the run."""
     docker = stack.no_build_docker_settings()
     if variant == "kubernetes":
         Client().activate_stack("stock-stack")
@@ -74,10 +75,15 @@ def run_once(variant: str, width: int) -> Timing:
             grow_in_place=variant != NO_GROWTH,
         )
     settings = {"docker": docker, "orchestrator": orchestrator}
-    called = datetime.now(timezone.utc)
-    started = time.monotonic()
     run = fan_out.with_options(settings=settings)(mib=1, width=width, seconds=1.0)
     assert run is not None
+    return run
+
+
+def run_once(variant: str, width: int) -> Timing:
+    called = datetime.now(timezone.utc)
+    started = time.monotonic()
+    run = submit(variant, width)
     status = "timeout"
     while time.monotonic() - started < DEADLINE:
         status = Client().get_pipeline_run(run.id, hydrate=False).status.value
@@ -86,8 +92,10 @@ def run_once(variant: str, width: int) -> Timing:
         time.sleep(0.25)
     seconds = time.monotonic() - started
     steps = Client().list_run_steps(pipeline_run_id=run.id, size=100).items
-    starts = [_utc(s.start_time) for s in steps if s.start_time]
-    spans = [(_utc(s.end_time) - _utc(s.start_time)) for s in steps if s.start_time and s.end_time]
+    starts = [as_utc(s.start_time) for s in steps if s.start_time]
+    spans = [
+        (as_utc(s.end_time) - as_utc(s.start_time)) for s in steps if s.start_time and s.end_time
+    ]
     return Timing(
         status,
         seconds,
@@ -96,7 +104,7 @@ def run_once(variant: str, width: int) -> Timing:
     )
 
 
-def _utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
