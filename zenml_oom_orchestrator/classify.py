@@ -291,23 +291,38 @@ def _node_lost(pod: PodView) -> Outcome | None:
     """A pod that looks running but sits on a silent node: evicted from it, or there (or
     terminating) longer than node_lost_timeout."""
     evicted = _evicted_from_silent_node(pod)
-    if evicted is not None or pod.node_lost_timeout is None:
+    if evicted is not None:
         return evicted
-    deleted = get(pod.raw, "metadata", "deletionTimestamp")
-    if deleted and pod.waited(deleted) >= pod.node_lost_timeout:
-        message = "the pod has been terminating too long; its node is likely gone"
-        reason, evidence = "StuckTerminating", "metadata.deletionTimestamp"
-        return Outcome(
-            OutcomeKind.NODE_LOST, pod.name, reason=reason, message=message, evidence=evidence
-        )
-    ready = pod.condition("Ready")
-    if _node_silent(pod) and pod.waited(get(ready, "lastTransitionTime")) >= pod.node_lost_timeout:
-        message = "the pod's node stopped reporting (Ready=False while containers are ready)"
-        reason, evidence = "NodeNotReady", "conditions[Ready]"
-        return Outcome(
-            OutcomeKind.NODE_LOST, pod.name, reason=reason, message=message, evidence=evidence
-        )
+    for left, reason, message, evidence in _node_lost_clocks(pod):
+        if left <= 0:
+            return Outcome(
+                OutcomeKind.NODE_LOST, pod.name, reason=reason, message=message, evidence=evidence
+            )
     return None
+
+
+def _node_lost_clocks(pod: PodView) -> list[tuple[float, str, str, str]]:
+    """Each node_lost_timeout running for this pod: (seconds left, reason, message, evidence)."""
+    timeout = pod.node_lost_timeout
+    if timeout is None:
+        return []
+    clocks = []
+    deleted = get(pod.raw, "metadata", "deletionTimestamp")
+    if deleted:
+        message = "the pod has been terminating too long; its node is likely gone"
+        clocks.append(
+            (
+                timeout - pod.waited(deleted),
+                "StuckTerminating",
+                message,
+                "metadata.deletionTimestamp",
+            )
+        )
+    if _node_silent(pod):
+        since = get(pod.condition("Ready"), "lastTransitionTime")
+        message = "the pod's node stopped reporting (Ready=False while containers are ready)"
+        clocks.append((timeout - pod.waited(since), "NodeNotReady", message, "conditions[Ready]"))
+    return clocks
 
 
 def _rule_phase(pod: PodView) -> Outcome:
@@ -420,14 +435,8 @@ def node_lost_in(
         pending_timeout=None,
         node_lost_timeout=node_lost_timeout,
     )
-    waits = []
-    deleted = get(view.raw, "metadata", "deletionTimestamp")
-    if deleted:
-        waits.append(node_lost_timeout - view.waited(deleted))
-    if _node_silent(view):
-        ready = view.condition("Ready")
-        waits.append(node_lost_timeout - view.waited(get(ready, "lastTransitionTime")))
-    return max(0.0, min(waits)) if waits else None
+    clocks = _node_lost_clocks(view)
+    return max(0.0, min(left for left, *_ in clocks)) if clocks else None
 
 
 def _gone(pod: PodView, main_container: str) -> Outcome:
