@@ -124,7 +124,16 @@ def test_spec_validation_names_the_problem() -> None:
 def test_judge_pending_cases() -> None:
     waiting = Outcome(OutcomeKind.PENDING, reason="Unschedulable", message="Insufficient memory")
     v = judge_pending(waiting, request=MI, largest=8 * MI, waited=1, timeout=10)
-    assert v.outcome is None and v.waiting_for_memory and v.recheck_in == 9
+    assert v.outcome is None and v.unschedulable and v.recheck_in == 9
+    assert v.message.startswith("waiting for memory other pods hold: needs 1Mi")
+    taint = "0/2 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/unreachable: }."
+    tainted = Outcome(OutcomeKind.PENDING, reason="Unschedulable", message=taint)
+    v = judge_pending(tainted, request=MI, largest=8 * MI, waited=1, timeout=10)
+    assert v.outcome is None and v.unschedulable and "memory" not in v.message
+    assert (
+        v.message.startswith("waiting for a node the scheduler can place it on")
+        and taint in v.message
+    )
     v = judge_pending(waiting, request=16 * MI, largest=8 * MI, waited=0, timeout=10)
     assert v.outcome is not None and "can never fit" in v.outcome.message
     v = judge_pending(Outcome(OutcomeKind.PENDING), request=MI, largest=None, waited=11, timeout=10)
@@ -145,4 +154,6 @@ def test_judge_pending_a_request_the_orchestrator_pod_leaves_no_room_for_ends_at
     )
     # What fits beside it waits for memory other pods hold, as before.
     v = judge_pending(waiting, 600 * MI, 1024 * MI, waited=0, timeout=600, beside=beside)
-    assert v.outcome is None and v.waiting_for_memory
+    assert (
+        v.outcome is None and v.unschedulable and "waiting for memory other pods hold" in v.message
+    )

@@ -337,7 +337,7 @@ class Engine:
             self.finish_attempt(st, pod, verdict.outcome, False)
             return
         st.status, st.message = StepStatus.PENDING, f"attempt {st.current.number} {verdict.message}"
-        if verdict.waiting_for_memory and not st.waiting_reported:
+        if verdict.unschedulable and not st.waiting_reported:
             st.waiting_reported = True
             # Said once per attempt, in the orchestrator pod's log (a synchronous run streams it).
             log.info("step %s: %s", st.name, st.message)

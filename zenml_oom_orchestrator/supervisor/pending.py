@@ -26,7 +26,7 @@ class PendingVerdict:
     outcome: Outcome | None  # terminal: end the attempt with it; None: keep waiting
     message: str = ""  # progress while waiting
     recheck_in: float = 0.0  # seconds until the timeout would end it
-    waiting_for_memory: bool = False
+    unschedulable: bool = False  # the scheduler cannot place it yet (said once per attempt)
 
 
 def created_at(pod: dict[str, Any]) -> float | None:
@@ -115,12 +115,13 @@ def judge_pending(
     remaining = max(0.5, timeout - waited)
     if not unschedulable:
         return PendingVerdict(None, f"pending ({outcome.reason or 'starting'})", remaining)
-    node = f"; the largest node has {format_memory(largest)} allocatable" if largest else ""
-    message = (
-        f"waiting for memory other pods hold: needs {format_memory(request)}{node} "
-        f"(gives up after pending_timeout {timeout:g}s). Scheduler: {outcome.message}"
-    )
-    return PendingVerdict(None, message, remaining, waiting_for_memory=True)
+    give_up = f"(gives up after pending_timeout {timeout:g}s). Scheduler: {outcome.message}"
+    if "Insufficient memory" in outcome.message:
+        node = f"; the largest node has {format_memory(largest)} allocatable" if largest else ""
+        message = f"waiting for memory other pods hold: needs {format_memory(request)}{node} "
+    else:  # a taint, a selector, another resource: the scheduler's words say which
+        message = "waiting for a node the scheduler can place it on "
+    return PendingVerdict(None, message + give_up, remaining, unschedulable=True)
 
 
 def next_memory(
