@@ -60,17 +60,9 @@ def test_the_check_period_of_the_policy_is_the_probes() -> None:
 def test_a_slow_check_period_is_waited_out_before_not_ready_is_trusted_again() -> None:
     """After a growth the status keeps the old limit's ready=false until the probe runs again,
     which with grow_check_seconds=20 may be 20 s later: no second growth before then."""
-    now = [1000.0]
-    h = Harness(
-        step("a", policy={"initial_memory": "512Mi", "grow_check_seconds": 20}), server=(1, 35)
-    )
+    h, pod = crossed_at_512mi(grow_check_seconds=20)
+    now = [h.engine.clock()]
     h.engine.clock = lambda: now[0]  # type: ignore[method-assign]
-    h.settle()
-    pod = h.pod("a", 1)
-    ready(pod, True, 512)
-    h.settle()
-    ready(pod, False, 512)
-    h.settle()
     ready(pod, False, 1024)  # the growth is in force; ready=false is still the old limit's
     h.settle()
     now[0] += 25  # past the 10 s of a one-second check, within the 20 s period's grace
@@ -119,9 +111,9 @@ def test_not_ready_grows_twice_in_place_then_succeeds_in_one_attempt() -> None:
     assert [e[1] for e in h.cluster.events].count("MemoryGrown") == 2
 
 
-def crossed_at_512mi() -> tuple[Harness, dict[str, Any]]:
+def crossed_at_512mi(**policy: Any) -> tuple[Harness, dict[str, Any]]:
     """A step at 512Mi whose probe passed, then failed: the supervisor has asked to grow it."""
-    h = Harness(step("a", policy={"initial_memory": "512Mi"}), server=(1, 35))
+    h = Harness(step("a", policy={"initial_memory": "512Mi", **policy}), server=(1, 35))
     h.settle()
     pod = h.pod("a", 1)
     ready(pod, True, 512)
