@@ -55,14 +55,15 @@ def _qos_class(spec: dict[str, Any]) -> str:
 
 
 DEFAULT_TOLERATION_SECONDS = 300
-_NODE_GONE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+NOT_READY, UNREACHABLE = "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"
+NODE_GONE_TAINTS = (NOT_READY, UNREACHABLE)
 
 
 def default_toleration_seconds(spec: dict[str, Any]) -> None:
     """The DefaultTolerationSeconds admission (pods, on create): 300 s on a node that is not
     ready or unreachable, unless the pod already has a toleration for that NoExecute taint."""
     tolerations = list(spec.get("tolerations") or [])
-    for key in _NODE_GONE_TAINTS:
+    for key in NODE_GONE_TAINTS:
         if not any(
             (t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists"))
             and t.get("effect") in (None, "", "NoExecute")

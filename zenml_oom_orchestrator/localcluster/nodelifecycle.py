@@ -20,23 +20,17 @@ import threading
 import time
 from typing import Any
 
+from .defaults import NODE_GONE_TAINTS, UNREACHABLE
 from .errors import Conflict, NotFound
 from .kubelet.events import now, record_event
 from .kubelet.podresources import TERMINAL_PHASES
 from .kubelet.status import set_condition
-from .scheduler import tolerates
+from .scheduler import node_ready, tolerates
 
 log = logging.getLogger(__name__)
 
 NODE_CONTROLLER = "node-controller"
 TAINT_CONTROLLER = "taint-eviction-controller"
-UNREACHABLE = "node.kubernetes.io/unreachable"
-NODE_GONE_TAINTS = (UNREACHABLE, "node.kubernetes.io/not-ready")
-
-
-def node_ready(node: dict[str, Any]) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def toleration_seconds(pod: dict[str, Any], taints: list[dict[str, Any]]) -> float | None:

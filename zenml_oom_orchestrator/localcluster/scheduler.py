@@ -15,6 +15,7 @@ from collections import Counter, OrderedDict
 from fractions import Fraction
 from typing import Any
 
+from .defaults import NOT_READY
 from .errors import NotFound
 from .kubelet.events import record_event
 from .kubelet.informer import Informer
@@ -39,7 +40,7 @@ def tolerates(pod: dict[str, Any], taint: dict[str, Any]) -> bool:
     return False
 
 
-def _ready(node: dict[str, Any]) -> bool:
+def node_ready(node: dict[str, Any]) -> bool:
     for c in (node.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":
             return bool(c.get("status") == "True")
@@ -207,8 +208,8 @@ class Scheduler:
         taints = [
             t for t in spec.get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")
         ]
-        if not _ready(node) and not taints:
-            taints = [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
+        if not node_ready(node) and not taints:
+            taints = [{"key": NOT_READY, "effect": "NoSchedule"}]
         for taint in taints:
             if not tolerates(pod, taint):
                 why = f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"

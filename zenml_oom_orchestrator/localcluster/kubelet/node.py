@@ -5,11 +5,10 @@ from __future__ import annotations
 import platform
 from typing import Any
 
+from ..defaults import UNREACHABLE
 from ..errors import AlreadyExists
 from ..version import GIT_VERSION
 from .events import now, record_event
-
-UNREACHABLE = "node.kubernetes.io/unreachable"
 
 _READY_ROWS = (
     (
