@@ -39,6 +39,7 @@ from .podview import (
     get,
     outcome_from_term,
     parse_eviction_message,
+    plain,
     pod_outcome,
     term_signal,
 )
@@ -426,8 +427,13 @@ def node_lost_in(
     event will bring it back to the caller: it must look again itself."""
     if pod is None or node_lost_timeout is None:
         return None
+    data = pod if isinstance(pod, Mapping) else plain(pod)
+    conditions = get(data, "status", "conditions") or ()
+    not_ready = any(get(c, "type") == "Ready" and get(c, "status") == "False" for c in conditions)
+    if not (not_ready or get(data, "metadata", "deletionTimestamp")):
+        return None  # the usual running pod: no clock runs, so no view to build per event
     view = PodView.read(
-        pod,
+        data,
         None,
         main_container="",
         cgroup_oom=None,
