@@ -168,6 +168,11 @@ def explain_step(facts: StepFacts, run_status: str | None = None) -> str:
     return text
 
 
+def ended_badly_after_success(history: Sequence[Mapping[str, Any]]) -> bool:
+    """A completed step whose last attempt's pod was then killed (see finish_attempt)."""
+    return bool(history) and history[-1].get("outcome") not in ("succeeded", "running", None)
+
+
 def _explain_step(facts: StepFacts, run_status: str | None) -> str:
     name, history = facts.name, list(facts.history)
     if facts.status is None:
@@ -188,6 +193,13 @@ def _explain_step(facts: StepFacts, run_status: str | None) -> str:
         if status == "cached" or not history:
             return f"Step `{name}` {status}."
         text = f"Step `{name}` completed on attempt {len(history)} with {history[-1].get('memory_limit')}."
+        if ended_badly_after_success(history):
+            last = history[-1]
+            text += (
+                f" Its pod then ended {last.get('outcome')} (exit {last.get('exit_code')}) after "
+                "the step had reported success, so it was not run again: the process needed more "
+                "memory while it exited (atexit handlers, a library's cleanup), or its node ran out."
+            )
         if len(history) > 1:
             text += (
                 f" It needed {len(history) - 1} retries ({_limits(history)}). The next run "
@@ -230,6 +242,7 @@ def explain_run(
         for s in steps
         if s.status not in ("completed", "cached")
         or len(s.history) > 1
+        or ended_badly_after_success(s.history)
         or learned_from(s.history)
         or any(row.get("growths") for row in s.history)
     ]

@@ -19,7 +19,7 @@ from zenml_runs import Outcome, run_oom, run_stock
 
 from zenml_oom_orchestrator import rbac
 from zenml_oom_orchestrator.orchestrators.store_sync import HISTORY_KEY
-from zenml_oom_orchestrator.testing.pipelines import fan_out, over_the_cap
+from zenml_oom_orchestrator.testing.pipelines import fan_out, oom_in_teardown, over_the_cap
 
 # The first test's setup starts the ZenML server and runs the fan-out pipeline; on the real tier
 # (a ZenML import in every pod, on 2 shared cores) that alone took 10 min under heavy load.
@@ -100,6 +100,22 @@ def test_step_over_its_cap_fails_with_the_cap_message_and_downstream_never_start
         (CAP, "oom_killed"),
     ]
     assert outcome.step_runs["after_greedy"] == []  # skipped: never started
+
+
+def test_a_step_oom_killed_after_it_completed_is_not_run_again(oom_stack: str) -> None:
+    """Its step run is COMPLETED, then its pod is OOMKilled while the process exits: another
+    attempt would redo done work, and ZenML would refuse its step run (409)."""
+    outcome = _run_oom(oom_in_teardown, mib=700)
+    print("\n" + outcome.row())
+    assert outcome.run.status is ExecutionStatus.COMPLETED
+    assert outcome.open_step_runs == 0
+    assert outcome.step_runs["finish_then_oom"] == ["completed"]
+    history = outcome.run.steps["finish_then_oom"].run_metadata[HISTORY_KEY]
+    assert [(h["attempt"], h["memory_limit"], h["outcome"]) for h in history] == [
+        (1, START, "oom_killed")
+    ]
+    assert "after the step had reported success: not run again" in history[0]["message"]
+    assert outcome.step_runs["report"] == ["completed"]
 
 
 def test_same_pipeline_on_zenmls_stock_kubernetes_flavor_side_by_side(

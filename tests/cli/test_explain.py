@@ -79,6 +79,15 @@ def test_a_completed_step_after_retries_suggests_starting_higher() -> None:
     assert 'initial_memory="1Gi"' in text
 
 
+def test_a_step_oom_killed_after_it_completed_says_it_was_not_run_again() -> None:
+    said = "oom_killed (...), after the step had reported success: not run again"
+    facts = StepFacts("save", "completed", [row(1, "320Mi", "oom_killed", said)])
+    text = explain_step(facts)
+    assert "completed on attempt 1 with 320Mi" in text
+    assert "then ended oom_killed (exit 137) after the step had reported success" in text
+    assert "`save`" in explain_run("r", "completed", [facts])  # not a plain success
+
+
 def test_a_step_that_never_started_names_the_failed_upstream() -> None:
     text = explain_step(StepFacts("publish", None, upstream=["greedy"], failed_upstream=["greedy"]))
     assert "never started" in text and "`greedy`" in text

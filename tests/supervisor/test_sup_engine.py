@@ -364,3 +364,40 @@ def test_a_learned_start_is_the_first_attempts_memory_and_its_record_says_why() 
     assert second.memory_source == ""  # a retry's memory is the decision's, not a start
     assert h.engine.states["t"].current is not None
     assert h.engine.states["t"].current.memory_source.endswith("capped at max_memory 512Mi")
+
+
+class ReportedSuccess(Recorder):
+    """An observer that saw these steps' code report success (ZenML's COMPLETED step run)."""
+
+    def __init__(self, *succeeded: str) -> None:
+        super().__init__()
+        self.succeeded = set(succeeded)
+
+    def reported_success(self, step: str) -> bool:
+        return step in self.succeeded
+
+
+def test_an_attempt_killed_after_its_code_reported_success_is_not_run_again() -> None:
+    observer = ReportedSuccess()
+    h = Harness(step("a"), step("b"), step("after", ("a",)), observer=observer)
+    h.settle()
+    terminated(h.pod("b", 1), "OOMKilled", 137)  # b had not reported: retried as ever
+    observer.succeeded.add("a")  # a's step run is COMPLETED; then its teardown is OOM-killed
+    terminated(h.pod("a", 1), "OOMKilled", 137)
+    h.settle()
+    a = h.engine.states["a"]
+    assert a.status.value == "succeeded" and len(a.attempts) == 1
+    assert a.message == (
+        "succeeded on attempt 1 (oom_killed (container main, exit 137, OOMKilled), "
+        "after the step had reported success: not run again)"
+    )
+    assert naming.attempt_name("r1", "a", 2) not in h.cluster.creates
+    assert h.status("after") == "pending"  # its downstream goes on
+    assert mem(h.pod("b", 2)) == "512Mi"
+    event = next(e for e in h.cluster.events if e[0] == naming.attempt_name("r1", "a", 1))
+    assert event[1] == "Succeeded" and "after the step had reported success" in event[2]
+
+    # A restarted supervisor reads the same from the Event: succeeded, with the why.
+    again = Harness(step("a"), step("b"), step("after", ("a",)), cluster=h.cluster)
+    again.resume()
+    assert again.status("a") == "succeeded" and "not run again" in again.engine.states["a"].message

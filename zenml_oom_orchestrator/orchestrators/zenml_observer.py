@@ -135,6 +135,10 @@ class ZenMLObserver(BaseObserver):
             rows.append(attempt_row(attempt, decision))
             rows.sort(key=lambda r: int(r["attempt"]))
 
+    def reported_success(self, step: str) -> bool:
+        """The step run of this run is COMPLETED: ZenML would refuse another (409)."""
+        return self.sync.succeeded(step)
+
     # ---- steps -----------------------------------------------------------------------------
     def on_step_finished(self, step: str, result: StepResult) -> None:
         self.final[step] = result.status.value

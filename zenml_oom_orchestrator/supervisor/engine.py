@@ -100,6 +100,12 @@ class Engine:
             log.exception("observer hook %s failed", name)
             return None
 
+    def reported_success(self, step: str) -> bool:
+        """Whether an observer saw the step's code report success (see BaseObserver)."""
+        if not hasattr(self.observer, "reported_success"):
+            return False
+        return bool(self.hook("reported_success", step))
+
     def largest_node(self) -> int | None:
         return self.cluster.largest_node_memory(NODES_TTL)
 

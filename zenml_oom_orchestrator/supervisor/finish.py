@@ -27,6 +27,7 @@ from zenml_oom_orchestrator.supervisor.state import (
     AttemptResult,
     StepState,
     event_reason,
+    success_caveat,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +54,12 @@ def finish_attempt(
     ended = max(ended, st.current.started_at or 0.0)
     record = replace(st.current.finished(outcome, ended), node=node, message=outcome.describe())
     decision: Decision | None = None
-    if outcome.kind is not OutcomeKind.SUCCEEDED:
+    if outcome.kind is not OutcomeKind.SUCCEEDED and engine.reported_success(st.name):
+        # Its code finished (OOM-killed in teardown, or every container of an exhausted v1
+        # node marked OOMKilled): running it again redoes done work, and ZenML refuses it.
+        message = f"{outcome.describe()}, after the step had reported success: not run again"
+        record = replace(record, message=message)
+    elif outcome.kind is not OutcomeKind.SUCCEEDED:
         decision = decide(
             st.name,
             [*st.attempts, record],
@@ -102,7 +108,8 @@ def act(
     engine.landed(st)
     engine.hook("on_attempt_finished", st.name, record, decision)
     if decision is None:
-        engine.finish_step(st, StepStatus.SUCCEEDED, f"succeeded on attempt {record.number}")
+        message = f"succeeded on attempt {record.number}{success_caveat(record)}"
+        engine.finish_step(st, StepStatus.SUCCEEDED, message)
     elif isinstance(decision, GiveUp):
         engine.finish_step(st, StepStatus.FAILED, decision.message)
     else:
@@ -158,14 +165,15 @@ def emit_result_event(
     """The decision (or the success) as an Event on the attempt's pod, holding the result and
     labelled with the run; once per pod (deterministic name, a repeat gets 409)."""
     message = result.decision.message if result.decision else result.record.message
+    caveat = success_caveat(result.record)
     if result.decision is None and not result.stopped:
-        message = f"attempt {result.record.number} succeeded"
+        message = f"attempt {result.record.number} succeeded{caveat}"
     reason = REASON_STOPPED if result.stopped else event_reason(result.decision)
     engine.cluster.emit_event(
         pod,
         reason,
         message,
-        warning=result.decision is not None,
+        warning=result.decision is not None or bool(caveat),
         labels={naming.LABEL_RUN: naming.label_value(engine.spec.run_id)},
         annotations={naming.ANN_RESULT: result.to_json(), naming.ANN_STEP: step},
     )

@@ -70,6 +70,12 @@ class BaseObserver:
         """A running attempt's memory was grown in place, or a growth did not come into
         force (`growth.outcome`); `attempt` holds every growth so far. Optional."""
 
+    def reported_success(self, step: str) -> bool:
+        """True if the step's own code has reported success where this observer sees it
+        (ZenML's store). Asked when an attempt ends badly; then it is not run again.
+        Optional."""
+        return False
+
     def on_step_finished(self, step: str, result: StepResult) -> None:
         pass
 
@@ -111,6 +117,11 @@ class MultiObserver(BaseObserver):
         for o in self.observers:
             if hasattr(o, "on_attempt_grown"):
                 o.on_attempt_grown(step, attempt, growth)
+
+    def reported_success(self, step: str) -> bool:
+        return any(
+            o.reported_success(step) for o in self.observers if hasattr(o, "reported_success")
+        )
 
     def on_step_finished(self, step: str, result: StepResult) -> None:
         for o in self.observers:

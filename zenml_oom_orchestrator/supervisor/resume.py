@@ -29,7 +29,7 @@ from zenml_oom_orchestrator.supervisor.finish import emit_result_event, finish_a
 from zenml_oom_orchestrator.supervisor.grow import growths_of
 from zenml_oom_orchestrator.supervisor.pending import created_at, started_at
 from zenml_oom_orchestrator.supervisor.spec import StepStatus
-from zenml_oom_orchestrator.supervisor.state import AttemptResult, StepState
+from zenml_oom_orchestrator.supervisor.state import AttemptResult, StepState, success_caveat
 
 if TYPE_CHECKING:
     from zenml_oom_orchestrator.supervisor.engine import Engine
@@ -102,7 +102,8 @@ def rebuild_step(
             st.status = StepStatus.STOPPED
             st.message = res.record.message
         elif res.decision is None:
-            st.status, st.message = StepStatus.SUCCEEDED, f"succeeded on attempt {last}"
+            caveat = success_caveat(res.record)
+            st.status, st.message = StepStatus.SUCCEEDED, f"succeeded on attempt {last}{caveat}"
         elif isinstance(res.decision, GiveUp):
             st.status, st.message = StepStatus.FAILED, res.decision.message
         else:

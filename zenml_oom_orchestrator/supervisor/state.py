@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from zenml_oom_orchestrator.outcome import OutcomeKind
 from zenml_oom_orchestrator.policy import AttemptRecord, Decision, GiveUp, Retry
 from zenml_oom_orchestrator.supervisor.spec import StepResult, StepSpec, StepStatus
 
@@ -29,6 +30,13 @@ def event_reason(decision: Decision | None) -> str:
     if isinstance(decision, GiveUp):
         return REASON_GAVE_UP
     return _BUDGET_REASON[decision.budget]
+
+
+def success_caveat(record: AttemptRecord) -> str:
+    """ " (why)" for a step that succeeded on an attempt whose pod then ended badly (its code
+    had reported success, see finish_attempt); "" for a plain success."""
+    outcome = record.outcome
+    return f" ({record.message})" if outcome and outcome.kind is not OutcomeKind.SUCCEEDED else ""
 
 
 def decision_to_dict(decision: Decision | None) -> dict[str, Any] | None:

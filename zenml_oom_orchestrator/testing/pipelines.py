@@ -6,6 +6,7 @@ source, find them wherever the package is installed.
 
 from __future__ import annotations
 
+import atexit
 import time
 
 from zenml import pipeline, step
@@ -135,3 +136,18 @@ def growing(mib: int = 550, mib_per_second: float = 50.0) -> None:
     """One step that grows steadily, then one after it."""
     grow_steadily(mib, mib_per_second, id="grower")
     report(after=["grower"])
+
+
+@step
+def finish_then_oom(mib: int) -> int:
+    """Succeeds (its step run is COMPLETED), then its process needs ``mib`` MiB more while it
+    exits: an OOM kill in teardown, as an atexit handler or a library's cleanup can cause."""
+    atexit.register(lambda: len(b"\x01" * (mib * MiB)))  # one C-level write: all resident
+    return mib
+
+
+@pipeline(enable_cache=False)
+def oom_in_teardown(mib: int = 900) -> None:
+    """One step OOM-killed after it reported success, and one after it."""
+    finish_then_oom(mib)
+    report(after=["finish_then_oom"])
