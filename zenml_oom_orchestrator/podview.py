@@ -262,9 +262,19 @@ def outcome_from_term(
         exit_code=get(term, "exitCode"),
         signal=term_signal(term),
         reason=get(term, "reason"),
-        message=(get(term, "message") or "").strip(),
+        message=plain_text(get(term, "message") or ""),
         evidence=evidence,
     )
+
+
+# Terminal colour codes (CSI sequences): a termination message that falls back to the log's
+# tail (FallbackToLogsOnError) carries ZenML's coloured log lines.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def plain_text(message: str) -> str:
+    """A container's termination message without colour codes, stripped."""
+    return _ANSI.sub("", message).strip()
 
 
 def pod_outcome(

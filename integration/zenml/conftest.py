@@ -32,10 +32,15 @@ STOCK_STACK = "stock-stack"
 
 @pytest.fixture(scope="session")
 def zenml_server(
-    tmp_path_factory: pytest.TempPathFactory, cluster_kind: str
+    tmp_path_factory: pytest.TempPathFactory, cluster_kind: str, request: pytest.FixtureRequest
 ) -> Iterator[LocalZenServer]:
-    """A local ZenML server (`zenml login --local`), active in this process for the session."""
-    host = real_stacks.REAL_TIER_BRIDGE if cluster_kind == "real" else "127.0.0.1"
+    """A local ZenML server (`zenml login --local`), active in this process for the session.
+    On the real tier it listens on the node's bridge, so the tier comes up first (a session of
+    ZenML tests alone, the tier down, had no bridge to listen on)."""
+    host = "127.0.0.1"
+    if cluster_kind == "real":
+        request.getfixturevalue("real_cluster")
+        host = real_stacks.REAL_TIER_BRIDGE
     with local_zen_server(tmp_path_factory.mktemp("zenml-config"), host=host) as server:
         server.activate_in_process()
         yield server

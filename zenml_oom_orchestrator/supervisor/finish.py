@@ -57,7 +57,8 @@ def finish_attempt(
     if outcome.kind is not OutcomeKind.SUCCEEDED and engine.reported_success(st.name):
         # Its code finished (OOM-killed in teardown, or every container of an exhausted v1
         # node marked OOMKilled): running it again redoes done work, and ZenML refuses it.
-        message = f"{outcome.describe()}, after the step had reported success: not run again"
+        said = replace(outcome, message="").describe()  # not the log's tail
+        message = f"{said}, after the step had reported success: not run again"
         record = replace(record, message=message)
     elif outcome.kind is not OutcomeKind.SUCCEEDED:
         decision = decide(
