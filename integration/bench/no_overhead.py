@@ -12,8 +12,10 @@ register them (integration/zenml/real_stacks.py). `--cluster local` (default) ru
 cluster (real step processes in memory cgroups). Both flavors get the same memory (512Mi, far
 above what the steps use) and run asynchronously (`synchronous=False`), so the time is measured
 the same way for both: the store polled every 0.25 s. This flavor runs with its defaults (growing
-in place on: every attempt has its near-limit readiness probe). A benchmark that prints figures,
-not a test (see BENCHMARKS.md).
+in place on: every attempt has its near-limit readiness probe). Each run also says where the
+CPU went, from the kernel (cpu_meter.py): the machine, the ZenML server, and on the real tier
+the orchestrator pod and the step pods (their cgroups). A benchmark that prints figures, not a
+test (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,9 @@ from zenml_oom_orchestrator.localcluster.cluster import LocalCluster
 from zenml_oom_orchestrator.testing import stack
 from zenml_oom_orchestrator.testing.pipelines import fan_out
 from zenml_oom_orchestrator.testing.zenml_server import local_zen_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_meter import CpuMeter  # noqa: E402
 
 MEMORY = "512Mi"
 DEADLINE = 600.0
@@ -57,6 +62,8 @@ class Timing:
     seconds: float  # the call to a finished status in the store
     to_first_step: float  # the call to the first step's start
     step_seconds: float  # median of the steps' own start-to-end times
+    # CPU seconds during the run, from the kernel: machine, ZenML server, pods by role
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 def submit(variant: str, width: int) -> Any:
@@ -80,17 +87,21 @@ def submit(variant: str, width: int) -> Any:
     return run
 
 
-def run_once(variant: str, width: int) -> Timing:
+def run_once(variant: str, width: int, meter: CpuMeter) -> Timing:
     called = datetime.now(timezone.utc)
     started = time.monotonic()
+    meter.start()
     run = submit(variant, width)
     status = "timeout"
     while time.monotonic() - started < DEADLINE:
+        meter.sample()
         status = Client().get_pipeline_run(run.id, hydrate=False).status.value
         if ExecutionStatus(status).is_finished:
             break
         time.sleep(0.25)
     seconds = time.monotonic() - started
+    meter.sample()
+    cpu = {"machine": meter.machine, "zenml server": meter.server, **meter.by_role()}
     steps = Client().list_run_steps(pipeline_run_id=run.id, size=100).items
     starts = [as_utc(s.start_time) for s in steps if s.start_time]
     spans = [
@@ -101,6 +112,7 @@ def run_once(variant: str, width: int) -> Timing:
         seconds,
         (min(starts) - called).total_seconds() if starts else float("nan"),
         statistics.median(d.total_seconds() for d in spans) if spans else float("nan"),
+        {k: round(v, 2) for k, v in cpu.items()},
     )
 
 
@@ -122,16 +134,35 @@ def register_local_stacks(server: Any, cluster: LocalCluster) -> None:
     )
 
 
+def pod_roles_in(api: Any, namespace: str) -> Callable[[], dict[str, str]]:
+    """{uid: "step pods" | "orchestrator pod"} of the namespace's pods (both flavors label
+    their step pods `step_name`, and their orchestrator pods not)."""
+    from kubernetes import client as k8s
+
+    def roles() -> dict[str, str]:
+        pods = k8s.CoreV1Api(api).list_namespaced_pod(namespace).items
+        return {
+            p.metadata.uid: "step pods"
+            if "step_name" in (p.metadata.labels or {})
+            else "orchestrator pod"
+            for p in pods
+        }
+
+    return roles
+
+
 @contextmanager
-def stacks_on(cluster_kind: str, tmp: Path) -> Iterator[str]:
+def stacks_on(cluster_kind: str, tmp: Path) -> Iterator[tuple[str, CpuMeter]]:
     """A ZenML server active in this process with `oom-stack` and `stock-stack` on the cluster;
-    yields what the figures ran on."""
+    yields what the figures ran on and the meter of the run's CPU (pods only on the real tier,
+    whose pods have kubepods cgroups)."""
     if cluster_kind == "local":
         with local_zen_server(tmp / "zenml") as server:
             server.activate_in_process()
             with LocalCluster(memory="16Gi", cpus=2) as cluster:
                 register_local_stacks(server, cluster)
-                yield "local cluster (16Gi, 2 CPUs)"
+                meter = CpuMeter(server.daemon_pids()[0], dict)
+                yield "local cluster (16Gi, 2 CPUs)", meter
         return
     sys.path[:0] = [str(INTEGRATION / "realcluster"), str(INTEGRATION / "zenml")]
     import real_stacks
@@ -141,11 +172,12 @@ def stacks_on(cluster_kind: str, tmp: Path) -> Iterator[str]:
     try:
         with local_zen_server(tmp / "zenml", host=real_stacks.REAL_TIER_BRIDGE) as server:
             server.activate_in_process()
-            with real_stacks.real_namespace(tier) as namespace:
+            with real_stacks.real_namespace(tier) as namespace, tier.api_client() as api:
                 server.cli("orchestrator", "flavor", "register", stack.FLAVOR_SOURCE)
                 real_stacks.register_real_oom_stack("oom-stack", namespace)
                 real_stacks.register_real_stock_stack("stock-stack", namespace)
-                yield f"real tier, namespace {namespace}"
+                meter = CpuMeter(server.daemon_pids()[0], pod_roles_in(api, namespace))
+                yield f"real tier, namespace {namespace}", meter
     finally:
         tier.stop()
 
@@ -160,26 +192,34 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"also run this flavor with grow_in_place=False ({NO_GROWTH}): the probe's cost",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=("kubernetes", "oom_kubernetes", NO_GROWTH),
+        help="run these variants only (default: stock and this flavor, and --no-growth-too)",
+    )
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     variants = ["kubernetes", "oom_kubernetes"] + ([NO_GROWTH] if args.no_growth_too else [])
+    variants = args.only or variants
     timings: dict[str, list[Timing]] = {v: [] for v in variants}
     loads: list[float] = []
     with (
         tempfile.TemporaryDirectory(prefix="no-overhead-") as tmp,
-        stacks_on(args.cluster, Path(tmp)) as where,
+        stacks_on(args.cluster, Path(tmp)) as (where, meter),
     ):
         print(f"== on the {where} ==", flush=True)
         for i in range(args.runs):
             # rotate who goes first, so a load trend hurts each alike
             for variant in variants[i % len(variants) :] + variants[: i % len(variants)]:
-                timing = run_once(variant, args.width)
+                timing = run_once(variant, args.width, meter)
                 timings[variant].append(timing)
                 loads.append(os.getloadavg()[0])
                 print(
                     f"{variant:<24} run {i + 1}: {timing.status:<10} {timing.seconds:6.1f}s  "
                     f"(first step after {timing.to_first_step:5.1f}s, steps "
-                    f"{timing.step_seconds:4.1f}s each; load {loads[-1]:.1f})",
+                    f"{timing.step_seconds:4.1f}s each; load {loads[-1]:.1f}); CPU s "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in timing.cpu.items()),
                     flush=True,
                 )
     print(
@@ -195,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
             f"first step {statistics.median(t.to_first_step for t in runs):5.1f}s  "
             f"step {statistics.median(t.step_seconds for t in runs):4.1f}s  "
             f"completed {done}/{len(runs)}"
+        )
+        roles = sorted({k for t in runs for k in t.cpu})
+        print(
+            f"  {'':<24} CPU seconds, median: "
+            + ", ".join(
+                f"{k} {statistics.median(t.cpu.get(k, 0.0) for t in runs):.1f}" for k in roles
+            )
         )
     if args.json:
         runs_json = {v: [asdict(t) for t in runs] for v, runs in timings.items()}

@@ -99,7 +99,7 @@ class LocalZenServer:
         GlobalConfiguration._reset_instance()
         Client._reset_instance()
 
-    def _daemon_pids(self) -> list[int]:
+    def daemon_pids(self) -> list[int]:
         """The daemon's pid from its pid file, or, before it wrote one (a `login` that timed
         out), every process whose command line names this server's config directory."""
         pid_file = self.config_path / "zen_server" / "daemon" / "service.pid"
@@ -117,7 +117,7 @@ class LocalZenServer:
         """`zenml logout --local`; kill the daemon if that did not work."""
         with contextlib.suppress(Exception):
             self.cli("logout", "--local", check=False, timeout=60)
-        for pid in self._daemon_pids():
+        for pid in self.daemon_pids():
             self._kill(pid)
 
     @staticmethod
