@@ -130,9 +130,10 @@ class OOMPolicy(BaseModel):
         description="How often (seconds, 1 to 30) the kubelet checks a running step's working "
         "set against grow_at_fraction (an exec readiness probe in its main container). Each "
         "check costs the node 30 to 40 ms of CPU (runc exec, measured on containerd 2.2), so "
-        "nine steps checked every second take a quarter to a third of a core; a longer period "
-        "costs less "
-        "but catches only slower growth before the kernel kills the step.",
+        "nine steps checked every second take a quarter to a third of a core, plus the check "
+        "itself in the step's own cgroup; on a node whose CPU is saturated that makes a run "
+        "slower (BENCHMARKS.md). A longer period costs less but catches only slower growth "
+        "before the kernel kills the step; grow_in_place=False removes the check.",
     )
     max_growths_per_attempt: int = Field(
         default=4,
