@@ -107,7 +107,8 @@ class FakeCluster:
         if key not in self.events:  # deterministic names: a repeat is a 409
             self.events.append(key)
             meta = {"labels": labels or {}, "annotations": annotations or {}}
-            self.event_objects.append({"metadata": meta, "reason": reason})
+            kind = "Warning" if warning else "Normal"
+            self.event_objects.append({"metadata": meta, "reason": reason, "type": kind})
 
     def run_results(self, run_id: str) -> list[dict[str, Any]]:
         value = naming.label_value(run_id)

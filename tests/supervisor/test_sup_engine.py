@@ -132,6 +132,8 @@ def test_fail_fast_stops_in_flight_and_skips_unstarted() -> None:
     assert {n: h.status(n) for n in "abc"} == {"a": "failed", "b": "stopped", "c": "skipped"}
     assert naming.attempt_name("r1", "b", 1) in h.cluster.deleted
     assert h.engine.states["b"].attempts[0].outcome.reason == "Stopped"  # type: ignore[union-attr]
+    stopped = [e for e in h.cluster.event_objects if e["reason"] == "Stopped"]
+    assert [e["type"] for e in stopped] == ["Normal"]  # a stop is not a warning
 
 
 def test_stop_on_failure_lets_in_flight_finish() -> None:
@@ -396,6 +398,8 @@ def test_an_attempt_killed_after_its_code_reported_success_is_not_run_again() ->
     assert mem(h.pod("b", 2)) == "512Mi"
     event = next(e for e in h.cluster.events if e[0] == naming.attempt_name("r1", "a", 1))
     assert event[1] == "Succeeded" and "after the step had reported success" in event[2]
+    kinds = {e["reason"]: e["type"] for e in h.cluster.event_objects}
+    assert kinds["Succeeded"] == "Warning"  # the pod was killed: worth a look
 
     # A restarted supervisor reads the same from the Event: succeeded, with the why.
     again = Harness(step("a"), step("b"), step("after", ("a",)), cluster=h.cluster)

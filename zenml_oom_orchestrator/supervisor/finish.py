@@ -166,8 +166,9 @@ def emit_result_event(
     """The decision (or the success) as an Event on the attempt's pod, holding the result and
     labelled with the run; once per pod (deterministic name, a repeat gets 409)."""
     message = result.decision.message if result.decision else result.record.message
-    caveat = success_caveat(result.record)
+    caveat = ""  # a stop's record also has a bad outcome and no decision: not a success
     if result.decision is None and not result.stopped:
+        caveat = success_caveat(result.record)
         message = f"attempt {result.record.number} succeeded{caveat}"
     reason = REASON_STOPPED if result.stopped else event_reason(result.decision)
     engine.cluster.emit_event(
