@@ -162,9 +162,9 @@ def test_eviction_is_ignored_by_pod_failure_policy(
     flag.touch()
     assert local_cluster.kubelet is not None
     local_cluster.kubelet.evict_pod(cluster_namespace, first.metadata.name)
-    job = wait_job(
-        k8s_api_client, cluster_namespace, "evicted", lambda j: j["status"].get("succeeded")
-    )
+    # Complete comes a write after `succeeded` (SuccessCriteriaMet first): wait for the end.
+    job = wait_job(k8s_api_client, cluster_namespace, "evicted", finished)
+    assert job["status"].get("succeeded") == 1
     assert not job["status"].get("failed")
     assert condition(job, "Complete")
     evicted = client.CoreV1Api(k8s_api_client).read_namespaced_pod(
