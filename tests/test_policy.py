@@ -345,7 +345,7 @@ def test_learning_is_on_by_default_and_reads_cli_strings() -> None:
 def test_growing_in_place_is_on_by_default_and_validated() -> None:
     policy = OOMPolicy()
     assert policy.grow_in_place and policy.grow_at_fraction == 0.8
-    assert policy.max_growths_per_attempt == 4 and policy.grow_check_seconds == 1
+    assert policy.max_growths_per_attempt == 4 and policy.grow_check_seconds == 5
     assert OOMPolicy(grow_in_place="off").grow_in_place is False  # type: ignore[arg-type]
     assert OOMPolicy(grow_check_seconds=30).grow_check_seconds == 30
     for kwargs, text in [

@@ -34,6 +34,12 @@ from zenml_oom_orchestrator.supervisor.testing import start_supervisor
 pytestmark = pytest.mark.cluster
 
 
+def fast_check_policy(**more: Any) -> OOMPolicy:
+    """These steps grow at 40-50 MiB/s, from 80 % of 512Mi to the limit in about 2 s: the
+    probe runs every second (the default 5 s catches only slower growth)."""
+    return OOMPolicy(initial_memory="512Mi", grow_check_seconds=1, **more)
+
+
 def steady_code(mib_per_second: int, total_mib: int, chunk_mib: int = 5) -> str:
     """Python that allocates and touches `total_mib` MiB at `mib_per_second`, kept alive."""
     return (
@@ -51,7 +57,7 @@ def steady_code(mib_per_second: int, total_mib: int, chunk_mib: int = 5) -> str:
 def test_a_steadily_growing_step_is_grown_in_place_and_finishes_in_one_attempt(
     k8s_api_client: Any, cluster_namespace: str
 ) -> None:
-    policy = OOMPolicy(initial_memory="512Mi")
+    policy = fast_check_policy()
     spec = one_step("grow-ok", cluster_namespace, "train", steady_code(50, 1230), policy)
     rec = Recorder()
     result = run(k8s_api_client, spec, rec)
@@ -90,7 +96,7 @@ def test_a_steadily_growing_step_is_grown_in_place_and_finishes_in_one_attempt(
 def test_a_step_allocating_everything_at_once_still_takes_the_oom_path(
     k8s_api_client: Any, cluster_namespace: str
 ) -> None:
-    policy = OOMPolicy(initial_memory="512Mi", memory_multiplier=3)
+    policy = fast_check_policy(memory_multiplier=3)
     spec = one_step("grow-burst", cluster_namespace, "train", alloc_code(1230), policy)
     result = run(k8s_api_client, spec)
 
@@ -114,9 +120,7 @@ def test_a_supervisor_killed_between_growths_keeps_them_on_restart(
     cluster: Any, k8s_api_client: Any, cluster_namespace: str, tmp_path: Path
 ) -> None:
     run_id = "grow-restart"
-    spec = one_step(
-        run_id, cluster_namespace, "train", steady_code(40, 1230), OOMPolicy(initial_memory="512Mi")
-    )
+    spec = one_step(run_id, cluster_namespace, "train", steady_code(40, 1230), fast_check_policy())
     spec_file = tmp_path / "run.json"
     spec_file.write_text(spec.model_dump_json())
     core = k8s.CoreV1Api(k8s_api_client)
@@ -179,7 +183,7 @@ def test_a_growth_the_node_cannot_hold_falls_back_to_a_retry(
         },
     }
     core.create_namespaced_pod(cluster_namespace, placeholder)
-    policy = OOMPolicy(initial_memory="512Mi")
+    policy = fast_check_policy()
     spec = one_step("grow-full", cluster_namespace, "train", steady_code(50, 700), policy)
     sup, box, thread = run_in_thread(k8s_api_client, spec)
     second = pod_name("grow-full", "train", 2)

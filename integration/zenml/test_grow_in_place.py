@@ -21,7 +21,9 @@ def test_a_growing_step_completes_in_one_step_run_with_its_growth_in_metadata(
 ) -> None:
     # 550 MiB on top of ZenML's own ~135 MB: past 80 % of 512Mi, within 80 % of 1Gi.
     # grow_in_place: on by default, off on the test stack's component (see conftest.py).
-    settings = {"initial_memory": "512Mi", "grow_in_place": True}
+    # At 50 MiB/s the step goes from 80 % of 512Mi to its limit in 2 s: checked every second
+    # (the default 5 s catches only slower growth).
+    settings = {"initial_memory": "512Mi", "grow_in_place": True, "grow_check_seconds": 1}
     outcome = run_oom(growing, settings, mib=550, mib_per_second=50)
     print("\n" + outcome.row())
     assert outcome.run.status.value == "completed"

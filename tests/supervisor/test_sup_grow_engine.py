@@ -80,7 +80,7 @@ def test_not_ready_grows_twice_in_place_then_succeeds_in_one_attempt() -> None:
     h.settle()
     pod = h.pod("a", 1)
     probe = pod["spec"]["containers"][0]["readinessProbe"]
-    assert probe["exec"]["command"][-1] == "800" and probe["periodSeconds"] == 1
+    assert probe["exec"]["command"][-1] == "800" and probe["periodSeconds"] == 5
     ready(pod, True, 512)
     h.settle()
     ready(pod, False, 512)  # the probe failed: above 80 % of 512Mi

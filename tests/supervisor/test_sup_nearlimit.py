@@ -88,11 +88,12 @@ def test_fake_v2_tree_threshold_follows_the_fraction(tmp_path: Path) -> None:
     assert run_probe(tmp_path, 0.55) == 1 and run_probe(tmp_path, 0.65) == 0
 
 
-def test_probe_spec_runs_every_second_and_flips_on_one_failure() -> None:
+def test_probe_spec_runs_every_five_seconds_by_default_and_flips_on_one_failure() -> None:
     probe = near_limit_probe(0.8)
     assert probe["exec"]["command"][:2] == ["sh", "-c"]
     assert probe["exec"]["command"][-1] == "800"
-    assert probe["periodSeconds"] == 1 and probe["failureThreshold"] == 1
+    assert probe["periodSeconds"] == 5 and probe["failureThreshold"] == 1
+    assert near_limit_probe(0.8, 1)["periodSeconds"] == 1
 
 
 CHILD = """

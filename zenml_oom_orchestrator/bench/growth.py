@@ -4,7 +4,7 @@ Two figures, on the local cluster (`--cluster local`, started here) or on the cl
 `$KUBECONFIG` (`--cluster real`, e.g. the real tier):
 
 - latency: steps that grow steadily (`--rate` MiB/s, from 512Mi to `--mib` MiB) under the
-  supervisor with the default policy. Each step samples its own memory cgroup every 5 ms in a
+  supervisor with the default policy (`--check-seconds` sets grow_check_seconds). Each step samples its own memory cgroup every 5 ms in a
   thread and prints when its working set first passed 80 % of a limit and when the cgroup's
   limit changed: "crossing -> new limit in force in the cgroup", measured inside the
   container on one clock. Also the supervisor's own view (ready=false seen -> status in force).
@@ -155,8 +155,14 @@ def run_steps(
     return result, logs
 
 
-def latency(api: Any, ns: str, steps: int, parallel: int, rate: float, mib: int) -> None:
-    policy = OOMPolicy(initial_memory="512Mi", max_oom_retries=0)
+def policy_checked_every(seconds: int) -> OOMPolicy:
+    return OOMPolicy(initial_memory="512Mi", max_oom_retries=0, grow_check_seconds=seconds)
+
+
+def latency(
+    api: Any, ns: str, steps: int, parallel: int, rate: float, mib: int, check: int
+) -> None:
+    policy = policy_checked_every(check)
     specs = [
         StepSpec(name=f"grow-{i}", pod_template=step_template(rate, mib), policy=policy)
         for i in range(steps)
@@ -197,8 +203,8 @@ def latency(api: Any, ns: str, steps: int, parallel: int, rate: float, mib: int)
             )
 
 
-def fastest_rate(api: Any, ns: str, min_rate: float, max_rate: float) -> None:
-    policy = OOMPolicy(initial_memory="512Mi", max_oom_retries=0)
+def fastest_rate(api: Any, ns: str, min_rate: float, max_rate: float, check: int) -> None:
+    policy = policy_checked_every(check)
     rate, best = min_rate, None
     while rate <= max_rate:  # 25 % steps: the answer to within a quarter
         template = step_template(rate, 1600)
@@ -225,12 +231,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-rate", type=float, default=50.0)
     p.add_argument("--max-rate", type=float, default=1600.0)
     p.add_argument("--skip-rate", action="store_true")
+    p.add_argument(
+        "--check-seconds",
+        type=int,
+        default=OOMPolicy().grow_check_seconds,
+        help="grow_check_seconds (default: the policy's; BENCHMARKS.md's issue 12 figures used 1)",
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(), open_cluster(args.cluster) as api, namespace(api) as ns:
         print(f"cluster: {args.cluster}, namespace {ns}")
-        latency(api, ns, args.steps, args.parallel, args.rate, args.mib)
+        print(f"near-limit check every {args.check_seconds} s")
+        latency(api, ns, args.steps, args.parallel, args.rate, args.mib, args.check_seconds)
         if not args.skip_rate:
-            fastest_rate(api, ns, args.min_rate, args.max_rate)
+            fastest_rate(api, ns, args.min_rate, args.max_rate, args.check_seconds)
     return 0
 
 

@@ -126,14 +126,15 @@ class OOMPolicy(BaseModel):
         "(0.5 to 0.95).",
     )
     grow_check_seconds: int = Field(
-        default=1,
+        default=5,
         description="How often (seconds, 1 to 30) the kubelet checks a running step's working "
         "set against grow_at_fraction (an exec readiness probe in its main container). Each "
-        "check costs the node 30 to 40 ms of CPU (runc exec, measured on containerd 2.2), so "
-        "nine steps checked every second take a quarter to a third of a core, plus the check "
-        "itself in the step's own cgroup; on a node whose CPU is saturated that makes a run "
-        "slower (BENCHMARKS.md). A longer period costs less but catches only slower growth "
-        "before the kernel kills the step; grow_in_place=False removes the check.",
+        "check costs the node 30 to 40 ms of CPU (runc exec, measured on containerd 2.2) plus "
+        "the check itself in the step's cgroup: nine steps checked every second took a third "
+        "of a core and made a run on a saturated 2-core node slower than ZenML's stock flavor "
+        "(BENCHMARKS.md), hence 5 by default. A step is grown before the kernel kills it when "
+        "it takes longer than about this period plus 2 s to go from grow_at_fraction to its "
+        "limit; for faster growth use 1, to remove the check grow_in_place=False.",
     )
     max_growths_per_attempt: int = Field(
         default=4,

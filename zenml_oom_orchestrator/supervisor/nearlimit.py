@@ -1,6 +1,6 @@
 """The readiness probe that tells the supervisor a running step nears its memory limit.
 
-The kubelet runs it every ``grow_check_seconds`` (default once a second) in the step's main
+The kubelet runs it every ``grow_check_seconds`` (default 5 s) in the step's main
 container; it fails (exit 1) while the container's working set is above a fraction of its
 current limit, so the kubelet flips the container's ``ready`` to false and the supervisor's one
 pod watch sees it within about a period: no API reads per step, no metrics-server, and no RBAC for the step pod (the kubelet
@@ -49,7 +49,7 @@ def permille(fraction: float) -> int:
     return round(fraction * 1000)
 
 
-def near_limit_probe(fraction: float, period_seconds: int = 1) -> dict[str, Any]:
+def near_limit_probe(fraction: float, period_seconds: int = 5) -> dict[str, Any]:
     """The main container's readinessProbe: not ready while above `fraction` of the limit,
     checked every `period_seconds`."""
     return {
