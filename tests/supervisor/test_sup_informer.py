@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from zenml_oom_orchestrator.localcluster.testing import wait_for
 from zenml_oom_orchestrator.supervisor.cluster import WatchExpired
-from zenml_oom_orchestrator.supervisor.informer import PodInformer
+from zenml_oom_orchestrator.supervisor.informer import SHARED_STRING_MAX, PodInformer
 
 
 def pod(name: str, rv: int, phase: str = "Running") -> dict[str, Any]:
@@ -123,3 +125,65 @@ def test_tombstones_are_bounded_by_count_and_age(monkeypatch: Any) -> None:
     monkeypatch.setattr(mod, "TOMBSTONE_TTL", 0.0)
     inf._delete(pod("last", 11, "Failed"))
     assert inf.deleted("p9") is None and inf.deleted("last") is None
+
+
+def served_pod(name: str, rv: int) -> dict[str, Any]:
+    """A step pod as the API server sends it, parsed on its own (one event, one json.loads)."""
+    text = json.dumps(
+        {
+            "metadata": {
+                "name": name,
+                "resourceVersion": str(rv),
+                "labels": {"app.kubernetes.io/managed-by": "zenml-oom", "run_id": "r"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update"}] * 20,
+            },
+            "spec": {
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "localhost/zenml-oom:dev",
+                        "resources": {"limits": {"memory": "512Mi"}},
+                        "env": [{"name": f"ZENML_VAR_{i}", "value": "true"} for i in range(30)],
+                    }
+                ]
+            },
+            "status": {"phase": "Running", "message": "x" * (SHARED_STRING_MAX + 1)},
+        }
+    )
+    return dict(json.loads(text))
+
+
+def test_cached_pods_share_their_keys_and_short_strings_and_drop_managed_fields() -> None:
+    """Issue 14's RSS: each event is parsed apart, so without sharing every cached pod held its
+    own copy of every key and short value."""
+    cluster = ScriptedCluster(lists=[[]], watches=[])
+    inf = PodInformer(cluster, "run_id=x", lambda p: None)  # type: ignore[arg-type]
+    served = [served_pod(f"p{i}", i) for i in range(200)]
+    first_env = [p["spec"]["containers"][0]["env"] for p in served[:2]]
+    assert first_env[0][0]["name"] is not first_env[1][0]["name"]  # as parsed: two copies
+    expected = [json.loads(json.dumps(p)) for p in served]
+    for p in expected:
+        del p["metadata"]["managedFields"]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [json.loads(json.dumps(p)) for p in served]  # what a cache without sharing holds
+        for p in kept:
+            del p["metadata"]["managedFields"]
+        unshared = tracemalloc.get_traced_memory()[0] - before
+        del kept
+        before = tracemalloc.get_traced_memory()[0]
+        inf._replace(served)
+        del served
+        shared = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    a, b = inf.get("p0"), inf.get("p1")
+    assert a is not None and b is not None
+    assert [inf.get(f"p{i}") for i in range(200)] == expected  # the same content
+    env_a, env_b = a["spec"]["containers"][0]["env"], b["spec"]["containers"][0]["env"]
+    assert env_a[3]["name"] is env_b[3]["name"] and env_a[3]["value"] is env_b[3]["value"]
+    assert next(iter(a["metadata"])) is next(iter(b["metadata"]))  # "name", one copy
+    assert a["status"]["message"] is not b["status"]["message"]  # long strings are not shared
+    print(f"\n200 cached pods: {unshared / 200:.0f} B each unshared, {shared / 200:.0f} B shared")
+    assert shared < 0.75 * unshared

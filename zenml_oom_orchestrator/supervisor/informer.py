@@ -13,13 +13,17 @@ is dropped from the cache and only its name is kept (for `names()`, i.e. expiry 
 Later events about a settled pod still wake the engine but are not stored, and its deletion
 leaves no tombstone. Only the attempts in flight are held in full, less `managedFields` (server
 -side apply's bookkeeping, a third or more of a pod's JSON; nothing here reads it), as client-go's
-`TransformStripManagedFields` does.
+`TransformStripManagedFields` does, and with their strings shared: each event is parsed on its
+own, so every pod had its own copy of every key ("metadata", "resources", ...) and of every
+short value ("Running", "True", the image); interned, 5,000 pods in flight hold one each (a
+parsed pod's memory halves: 29.7 KiB -> 15.1 KiB for a ZenML step pod on the real tier).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -42,12 +46,34 @@ def _rv(obj: Pod) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
-def _trimmed(obj: Pod) -> Pod:
-    """The pod without `metadata.managedFields` (in place: the dict is ours, fresh from JSON)."""
+# Longer strings (termination messages, JSON annotations) are rarely repeated across pods.
+SHARED_STRING_MAX = 128
+
+
+def _shared(value: Any) -> Any:
+    """`value` rebuilt with its keys and short strings interned (one copy per process)."""
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= SHARED_STRING_MAX else value
+    if isinstance(value, dict):
+        return {sys.intern(k): _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    return value
+
+
+def _stripped(obj: Pod) -> Pod:
+    """The pod without `metadata.managedFields` (in place: the dict is ours)."""
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
     return obj
+
+
+def _compact(obj: Pod) -> Pod:
+    """A pod from the API as the cache keeps it: stripped, its strings shared with every other
+    cached pod."""
+    compact: Pod = _shared(_stripped(obj))
+    return compact
 
 
 def _name(obj: Pod) -> str:
@@ -118,7 +144,7 @@ class PodInformer:
         name = _name(pod)
         with self._lock:
             if name not in self._items and name not in self._settled:
-                self._items[name] = _trimmed(pod)
+                self._items[name] = _stripped(pod)  # the engine's own manifest, kept as is
                 self._assumed[name] = time.monotonic()
             self._tombstones.pop(name, None)
 
@@ -189,7 +215,7 @@ class PodInformer:
         self._abort = None
 
     def _upsert(self, obj: Pod) -> None:
-        obj = _trimmed(obj)
+        obj = _compact(obj)
         name = _name(obj)
         with self._lock:
             if name not in self._settled:
@@ -199,7 +225,7 @@ class PodInformer:
         self.on_change(obj)
 
     def _delete(self, obj: Pod) -> None:
-        obj = _trimmed(obj)
+        obj = _compact(obj)
         name = _name(obj)
         with self._lock:
             last = self._items.pop(name, None)
@@ -224,7 +250,7 @@ class PodInformer:
 
     def _replace(self, items: list[Pod]) -> None:
         """Swap in a fresh list; deliver what changed and what vanished in the gap."""
-        fresh = {_name(p): _trimmed(p) for p in items}
+        fresh = {_name(p): _compact(p) for p in items}
         listed = set(fresh)
         now = time.monotonic()
         with self._lock:
