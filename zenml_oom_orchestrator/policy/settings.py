@@ -28,7 +28,7 @@ SigkillMeaning = Literal["infrastructure", "oom", "app_error"]
 MAX_LEARNING_WINDOW = 100
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 # Below half, a step grows long before it needs to; above 0.95, a fast step is killed before
-# the probe (once a second) and the resize can act.
+# the probe (every grow_check_seconds) and the resize can act.
 MIN_GROW_FRACTION, MAX_GROW_FRACTION = 0.5, 0.95
 # Past half a minute the check misses all but the slowest growth; turn growing off instead.
 MAX_GROW_CHECK_SECONDS = 30

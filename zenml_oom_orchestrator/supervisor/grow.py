@@ -2,8 +2,8 @@
 
 How it hears of a crossing: every attempt pod gets the near-limit readiness probe
 (nearlimit.py) on its main container; the kubelet sets the container's ``ready`` to false
-within a second of the working set passing ``grow_at_fraction`` of the limit, and the one pod
-watch delivers it. The grower then patches ``pods/resize`` with the next memory (the OOM
+within a probe period (``grow_check_seconds``) of the working set passing ``grow_at_fraction``
+of the limit, and the one pod watch delivers it. The grower then patches ``pods/resize`` with the next memory (the OOM
 arithmetic, policy.growth_target) and reads the outcome from the pod the watch delivers:
 ``status.containerStatuses[].resources`` at the new limit is in force; a ``PodResizePending``
 condition with reason ``Infeasible``, or a resize not in force within GROW_TIMEOUT
