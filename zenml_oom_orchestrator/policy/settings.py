@@ -133,8 +133,9 @@ class OOMPolicy(BaseModel):
         "the check itself in the step's cgroup: nine steps checked every second took a third "
         "of a core and made a run on a saturated 2-core node slower than ZenML's stock flavor "
         "(BENCHMARKS.md), hence 5 by default. A step is grown before the kernel kills it when "
-        "it takes longer than about this period plus 2 s to go from grow_at_fraction to its "
-        "limit; for faster growth use 1, to remove the check grow_in_place=False.",
+        "it takes longer than this period and the resize together to go from "
+        "grow_at_fraction to its limit; for faster growth use 1, to remove the check "
+        "grow_in_place=False.",
     )
     max_growths_per_attempt: int = Field(
         default=4,
