@@ -160,3 +160,39 @@ def test_a_resize_in_flight_when_the_kernel_kills_is_overtaken_and_the_retry_esc
     assert [(g.outcome, g.to_limit // MI) for g in first.growths] == [("overtaken", 1024)]
     assert first.memory_limit == 512 * MI
     assert h.pod("a", 2)["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+
+
+def killed_unseen(**policy: Any) -> tuple[Harness, str]:
+    """A step whose probe passed, then OOM-killed before any check saw it cross; the OOMRetry
+    Event's message (the retry decision's)."""
+    h = Harness(step("a", policy={"initial_memory": "512Mi", **policy}), server=(1, 35))
+    h.settle()
+    pod = h.pod("a", 1)
+    ready(pod, True, 512)
+    h.settle()
+    terminated(pod, "OOMKilled", 137)
+    h.settle()
+    (said,) = [m for _, reason, m in h.cluster.events if reason == "OOMRetry"]
+    return h, said
+
+
+def test_an_oom_kill_between_two_slow_checks_says_what_would_have_grown_it() -> None:
+    h, said = killed_unseen()
+    hint = (
+        "Not grown in place first: the near-limit check, every 5 s, did not see it pass 80% "
+        "of 512Mi in time (grow_check_seconds=1 checks every second)."
+    )
+    assert said.startswith("step 'a' was OOM-killed") and said.endswith(hint), said
+    (first,) = h.engine.states["a"].attempts
+    assert first.message.endswith("; " + hint[0].lower() + hint[1:-1])
+    assert h.pod("a", 2)["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [{"grow_check_seconds": 1}, {"grow_in_place": False}, {"max_growths_per_attempt": 0}],
+    ids=["checked-every-second", "growth-off", "no-growths-left"],
+)
+def test_no_such_hint_when_a_shorter_check_could_not_have_grown_it(policy: dict[str, Any]) -> None:
+    _, said = killed_unseen(**policy)
+    assert "OOM-killed" in said and "grow_check_seconds" not in said, said

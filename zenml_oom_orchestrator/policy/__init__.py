@@ -7,7 +7,7 @@ Small composable pieces, one idea per module, in the manner of tenacity:
 
 from .attempts import AttemptRecord, Budget, retries_used
 from .decide import AppRetryConfig, Decision, GiveUp, Retry, decide
-from .growth import Growth, growth_target, may_grow
+from .growth import Growth, growth_target, may_grow, missed_growth_hint
 from .memory import (
     Memory,
     PolicyError,
@@ -39,6 +39,7 @@ __all__ = [
     "grow",
     "growth_target",
     "may_grow",
+    "missed_growth_hint",
     "retries_used",
     "start_memory",
     "wait_base",

@@ -15,7 +15,7 @@ from ..quantity import format_memory
 from .memory import Memory, ceiling, escalate_after_oom
 from .settings import OOMPolicy
 
-__all__ = ["Growth", "GrowthOutcome", "growth_target", "may_grow"]
+__all__ = ["Growth", "GrowthOutcome", "growth_target", "may_grow", "missed_growth_hint"]
 
 # in_force: the kubelet applied it (the container's status shows the new limit);
 # infeasible / deferred: the node cannot hold it (ever / now); timed_out: not in force in time;
@@ -78,3 +78,16 @@ def growth_target(
     if target.limit <= current.limit:
         return None
     return Memory(max(target.request, current.request), target.limit, "in-place growth")
+
+
+def missed_growth_hint(policy: OOMPolicy, limit: int, growths: tuple[Growth, ...]) -> str:
+    """For an OOM kill of an attempt that carried the near-limit check and could still grow:
+    it reached its limit before a check saw it pass the threshold. Said only when a shorter
+    period could have caught it ("" otherwise: with checks every second it was a burst)."""
+    if not may_grow(policy, growths) or policy.grow_check_seconds <= 1:
+        return ""
+    return (
+        f"not grown in place first: the near-limit check, every {policy.grow_check_seconds} s, "
+        f"did not see it pass {policy.grow_at_fraction:.0%} of {format_memory(limit)} in time "
+        "(grow_check_seconds=1 checks every second)"
+    )

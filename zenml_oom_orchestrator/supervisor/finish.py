@@ -18,8 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from zenml_oom_orchestrator.classify import classify
 from zenml_oom_orchestrator.outcome import Outcome, OutcomeKind
-from zenml_oom_orchestrator.policy import AttemptRecord, Decision, GiveUp, Retry, decide
+from zenml_oom_orchestrator.policy import (
+    AttemptRecord,
+    Decision,
+    GiveUp,
+    Retry,
+    decide,
+    missed_growth_hint,
+)
 from zenml_oom_orchestrator.supervisor import naming, writes
+from zenml_oom_orchestrator.supervisor.grow import has_probe
 from zenml_oom_orchestrator.supervisor.pending import terminated_at
 from zenml_oom_orchestrator.supervisor.spec import StepStatus
 from zenml_oom_orchestrator.supervisor.state import (
@@ -69,6 +77,8 @@ def finish_attempt(
             st.spec.app_retry,
             engine.largest_node(),
         )
+        if outcome.kind is OutcomeKind.OOM_KILLED and has_probe(pod, st.spec.main_container):
+            record, decision = say_missed_growth(st, record, decision)
     retry_at = engine.clock() + decision.delay_seconds if isinstance(decision, Retry) else None
     result, name = AttemptResult(record, decision, retry_at), st.current_pod
     # Still Pending, on a lost node, or a sidecar runs on: it would hold memory (or start
@@ -93,6 +103,22 @@ def finish_attempt(
     else:
         priority = writes.FINISH if decision is None else writes.RETRY
         engine.writes.submit(st.name, write, then, priority)
+
+
+def say_missed_growth(
+    st: StepState, record: AttemptRecord, decision: Decision
+) -> tuple[AttemptRecord, Decision]:
+    """An OOM kill that a shorter near-limit check could have turned into a growth says so,
+    where the user reads the kill: the decision's message (Event, ZenML's attempt history,
+    `zenml-oom explain`) and the attempt's record."""
+    hint = missed_growth_hint(st.spec.policy, record.memory_limit, record.growths)
+    if not hint:
+        return record, decision
+    sentence = f" {hint[0].upper()}{hint[1:]}."
+    return (
+        replace(record, message=f"{record.message}; {hint}"),
+        replace(decision, message=decision.message + sentence),
+    )
 
 
 def act(
