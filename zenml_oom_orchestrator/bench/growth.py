@@ -4,12 +4,13 @@ Two figures, on the local cluster (`--cluster local`, started here) or on the cl
 `$KUBECONFIG` (`--cluster real`, e.g. the real tier):
 
 - latency: steps that grow steadily (`--rate` MiB/s, from 512Mi to `--mib` MiB) under the
-  supervisor with the default policy (`--check-seconds` sets grow_check_seconds). Each step samples its own memory cgroup every 5 ms in a
-  thread and prints when its working set first passed 80 % of a limit and when the cgroup's
-  limit changed: "crossing -> new limit in force in the cgroup", measured inside the
-  container on one clock. Also the supervisor's own view (ready=false seen -> status in force).
-- fastest rate: one step per rate (up by 25 % from `--min-rate` until one is OOM-killed), growing from 512Mi to 1600 MiB
-  (a 2Gi limit after two growths) with the defaults and no OOM retries; the fastest rate
+  supervisor with the default policy (`--check-seconds` sets grow_check_seconds). Each step
+  samples its own memory cgroup every 5 ms in a thread and prints when its working set first
+  passed 80 % of a limit and when the cgroup's limit changed: "crossing -> new limit in force
+  in the cgroup", measured inside the container on one clock. Also the supervisor's own view (ready=false seen -> status in force).
+- fastest rate: one step per rate (up by 25 % from `--min-rate` until one is OOM-killed),
+  growing from 512Mi to 1600 MiB (a 2Gi limit after two growths) with the same policy and no
+  OOM retries; the fastest rate
   that still finishes without an OOM kill.
 """
 

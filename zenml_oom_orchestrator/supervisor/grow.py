@@ -3,12 +3,12 @@
 How it hears of a crossing: every attempt pod gets the near-limit readiness probe
 (nearlimit.py) on its main container; the kubelet sets the container's ``ready`` to false
 within a probe period (``grow_check_seconds``) of the working set passing ``grow_at_fraction``
-of the limit, and the one pod watch delivers it. The grower then patches ``pods/resize`` with the next memory (the OOM
-arithmetic, policy.growth_target) and reads the outcome from the pod the watch delivers:
-``status.containerStatuses[].resources`` at the new limit is in force; a ``PodResizePending``
-condition with reason ``Infeasible``, or a resize not in force within GROW_TIMEOUT
-(``Deferred`` or slow), is a growth that did not happen: the attempt runs on at its limit and
-an OOM kill takes the retry path as before. Each growth lands in the attempt's record, on the
+of the limit, and the one pod watch delivers it. The grower then patches ``pods/resize`` with
+the next memory (the OOM arithmetic, policy.growth_target) and reads the outcome from the pod
+the watch delivers: ``status.containerStatuses[].resources`` at the new limit is in force; a
+``PodResizePending`` condition with reason ``Infeasible``, or a resize not in force within
+GROW_TIMEOUT (``Deferred`` or slow), is a growth that did not happen: the attempt runs on at its
+limit and an OOM kill takes the retry path as before. Each growth lands in the attempt's record, on the
 pod (annotation, for a restarted supervisor), in a ``MemoryGrown`` Event and in the log.
 
 A cluster without ``pods/resize`` (server older than 1.33, or the subresource refused as
