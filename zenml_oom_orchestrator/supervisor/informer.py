@@ -16,7 +16,7 @@ leaves no tombstone. Only the attempts in flight are held in full, less `managed
 `TransformStripManagedFields` does, and with their strings shared: each event is parsed on its
 own, so every pod had its own copy of every key ("metadata", "resources", ...) and of every
 short value ("Running", "True", the image); interned, 5,000 pods in flight hold one each (a
-parsed pod's memory halves: 29.7 KiB -> 15.1 KiB for a ZenML step pod on the real tier).
+parsed ZenML step pod from the real tier: 29.0 KiB -> 14.7 KiB, by tracemalloc).
 """
 
 from __future__ import annotations
