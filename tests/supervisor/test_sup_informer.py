@@ -187,3 +187,23 @@ def test_cached_pods_share_their_keys_and_short_strings_and_drop_managed_fields(
     assert a["status"]["message"] is not b["status"]["message"]  # long strings are not shared
     print(f"\n200 cached pods: {unshared / 200:.0f} B each unshared, {shared / 200:.0f} B shared")
     assert shared < 0.75 * unshared
+
+
+def test_events_about_a_settled_pod_are_handed_on_as_served_and_not_kept() -> None:
+    """A recorded (settled) pod is never stored again, so its later events are not rebuilt for
+    sharing: the engine is woken with the object as parsed, and the cache keeps only the name."""
+    seen: list[dict[str, Any]] = []
+    inf = PodInformer(ScriptedCluster([[]], []), "run_id=x", seen.append)  # type: ignore[arg-type]
+    inf._upsert(served_pod("done", 1))
+    inf.forget("done")
+    later = served_pod("done", 2)
+    inf._upsert(later)
+    assert seen[-1] is later and "managedFields" in later["metadata"]  # untouched
+    assert inf.get("done") is None and inf.names() == ["done"]
+    gone = served_pod("done", 3)
+    inf._delete(gone)
+    assert seen[-1] is gone and inf.deleted("done") is None and inf.names() == []
+    live = served_pod("live", 4)
+    inf._upsert(live)
+    assert seen[-1] is not live and "managedFields" not in seen[-1]["metadata"]  # compacted
+    assert inf.get("live") is seen[-1]

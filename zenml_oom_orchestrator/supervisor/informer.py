@@ -10,13 +10,14 @@ tombstones make sure it doesn't.
 Memory stays flat however long the run: once the engine has recorded an attempt it calls
 `forget(name)`, and the pod is *settled*: its full dict (spec, status, annotations, ~15 KiB)
 is dropped from the cache and only its name is kept (for `names()`, i.e. expiry at run end).
-Later events about a settled pod still wake the engine but are not stored, and its deletion
-leaves no tombstone. Only the attempts in flight are held in full, less `managedFields` (server
--side apply's bookkeeping, a third or more of a pod's JSON; nothing here reads it), as client-go's
-`TransformStripManagedFields` does, and with their strings shared: each event is parsed on its
-own, so every pod had its own copy of every key ("metadata", "resources", ...) and of every
-short value ("Running", "True", the image); interned, 5,000 pods in flight hold one each (a
-parsed ZenML step pod from the real tier: 29.0 KiB -> 14.7 KiB, by tracemalloc).
+Later events about a settled pod still wake the engine but are neither stored nor compacted
+(below), and its deletion leaves no tombstone. Only the attempts in flight are held in full,
+less `managedFields` (server-side apply's bookkeeping, a third or more of a pod's JSON; nothing
+here reads it), as client-go's `TransformStripManagedFields` does, and with their strings
+shared: each event is parsed on its own, so every pod had its own copy of every key
+("metadata", "resources", ...) and of every short value ("Running", "True", the image);
+interned, 5,000 pods in flight hold one each (a parsed ZenML step pod from the real tier:
+29.0 KiB -> 14.7 KiB, by tracemalloc).
 """
 
 from __future__ import annotations
@@ -214,9 +215,15 @@ class PodInformer:
             self._rv = _rv(obj) or self._rv
         self._abort = None
 
+    def _settled_now(self, name: str) -> bool:
+        # Only this thread unsettles a name (_delete, _replace), so a True here stays true.
+        with self._lock:
+            return name in self._settled
+
     def _upsert(self, obj: Pod) -> None:
-        obj = _compact(obj)
         name = _name(obj)
+        if not self._settled_now(name):  # a settled pod is not stored: no need to share it
+            obj = _compact(obj)
         with self._lock:
             if name not in self._settled:
                 self._items[name] = obj
@@ -225,8 +232,9 @@ class PodInformer:
         self.on_change(obj)
 
     def _delete(self, obj: Pod) -> None:
-        obj = _compact(obj)
         name = _name(obj)
+        if not self._settled_now(name):
+            obj = _compact(obj)
         with self._lock:
             last = self._items.pop(name, None)
             self._assumed.pop(name, None)
