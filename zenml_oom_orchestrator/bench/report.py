@@ -137,10 +137,11 @@ def print_churn(f: Figures, args: argparse.Namespace) -> None:
 
 
 # The request ratio is about writes per attempt / (attempt minutes x 42): each attempt's create
-# (and a failed one's two more writes) against the baseline's polling. Below this attempt
-# length the 1/20 target cannot be met by any client that creates a pod per attempt, so it is
-# not judged (BENCHMARKS.md, "Requests"). --quick uses 2 s attempts.
-RATIO_MIN_ATTEMPT_SECONDS = 40.0
+# and its result Event (a failed one's result annotation too) against the baseline's polling,
+# ~42 requests per step-minute when not starved. With 20 % OOM steps that is 2.17 writes per
+# attempt, so 1/20 needs attempts of 2.17 x 20 / 42 min = 62 s; below that the target is not
+# judged (BENCHMARKS.md, "Requests"). --quick uses 2 s attempts, the full run 30 s.
+RATIO_MIN_ATTEMPT_SECONDS = 62.0
 
 
 def print_targets(
@@ -182,8 +183,8 @@ def print_targets(
         if attempt_seconds < RATIO_MIN_ATTEMPT_SECONDS and not met:
             met = None
             text += (
-                f"; not judged with {attempt_seconds:g}s attempts: one create per attempt "
-                "outweighs the baseline's polling until attempts last about "
+                f"; not judged with {attempt_seconds:g}s attempts: a create and a result "
+                "Event per attempt outweigh the baseline's polling until attempts last about "
                 f"{RATIO_MIN_ATTEMPT_SECONDS:g}s (BENCHMARKS.md, Requests); run without --quick"
             )
         checks.append((text, met))
