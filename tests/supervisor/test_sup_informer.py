@@ -203,6 +203,12 @@ def test_events_about_a_settled_pod_are_handed_on_as_served_and_not_kept() -> No
     gone = served_pod("done", 3)
     inf._delete(gone)
     assert seen[-1] is gone and inf.deleted("done") is None and inf.names() == []
+    inf._upsert(served_pod("again", 5))
+    inf.forget("again")
+    relisted = served_pod("again", 6)
+    inf._replace([relisted])  # a re-list after a 410: the settled pod is listed, not kept
+    assert "managedFields" in relisted["metadata"] and inf.get("again") is None
+    assert inf.names() == ["again"]
     live = served_pod("live", 4)
     inf._upsert(live)
     assert seen[-1] is not live and "managedFields" not in seen[-1]["metadata"]  # compacted

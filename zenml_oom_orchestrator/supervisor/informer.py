@@ -215,15 +215,17 @@ class PodInformer:
             self._rv = _rv(obj) or self._rv
         self._abort = None
 
-    def _settled_now(self, name: str) -> bool:
-        # Only this thread unsettles a name (_delete, _replace), so a True here stays true.
+    def _unless_settled(self, obj: Pod) -> tuple[str, Pod]:
+        """The pod's name, and the pod compacted as the cache keeps it, unless the engine has
+        settled it: never stored again, so compacting it would be wasted. Only this thread
+        unsettles a name (_delete, _replace), so a settled pod stays settled."""
+        name = _name(obj)
         with self._lock:
-            return name in self._settled
+            settled = name in self._settled
+        return name, obj if settled else _compact(obj)
 
     def _upsert(self, obj: Pod) -> None:
-        name = _name(obj)
-        if not self._settled_now(name):  # a settled pod is not stored: no need to share it
-            obj = _compact(obj)
+        name, obj = self._unless_settled(obj)
         with self._lock:
             if name not in self._settled:
                 self._items[name] = obj
@@ -232,9 +234,7 @@ class PodInformer:
         self.on_change(obj)
 
     def _delete(self, obj: Pod) -> None:
-        name = _name(obj)
-        if not self._settled_now(name):
-            obj = _compact(obj)
+        name, obj = self._unless_settled(obj)
         with self._lock:
             last = self._items.pop(name, None)
             self._assumed.pop(name, None)
@@ -258,13 +258,15 @@ class PodInformer:
 
     def _replace(self, items: list[Pod]) -> None:
         """Swap in a fresh list; deliver what changed and what vanished in the gap."""
-        fresh = {_name(p): _compact(p) for p in items}
-        listed = set(fresh)
+        with self._lock:
+            settled = set(self._settled)
+        listed = {_name(p) for p in items}
+        fresh = {n: _compact(p) for p in items if (n := _name(p)) not in settled}
         now = time.monotonic()
         with self._lock:
             self._settled &= listed  # a settled pod missing from the list is gone
-            for name in self._settled:
-                del fresh[name]
+            for name in self._settled:  # settled meanwhile by the engine, too
+                fresh.pop(name, None)
             old = self._items
             changed = [p for n, p in fresh.items() if _rv(old.get(n) or {}) != _rv(p)]
             gone = []
